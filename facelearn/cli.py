@@ -1,0 +1,111 @@
+"""The ``facelearn`` command (book: "How to run it").
+
+Subcommands delegate to the library. Each task package contributes its own subcommands through a
+``register(subparsers)`` function listed in :data:`PLUGINS`; this file only wires them together.
+
+    facelearn info                      versions, device, profile, folders
+    facelearn models [--json]           every model preset with its parameter count
+    facelearn synth …                   write SynthFace data sets in the real formats
+    facelearn train …                   train a model from a preset
+    facelearn eval …                    official metrics (WIDER FACE, verification, landmarks)
+    facelearn detect IMAGE …            run a face detector
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from typing import Callable, Sequence
+
+from facelearn import __version__
+from facelearn.errors import DataError
+
+#: (group, module): ``module.register(subparsers)`` adds its subcommands under ``facelearn <group>``;
+#: group ``""`` adds top-level commands. Task packages append their line here.
+PLUGINS: list[tuple[str, str]] = [
+    ("", "facelearn.models"),
+]
+
+GROUPS = {
+    "synth": "write SynthFace data sets in the real data sets' formats",
+    "train": "train a model from a preset",
+    "eval": "score predictions or a model with a benchmark's protocol",
+}
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from facelearn import runtime
+
+    report = runtime.info()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        width = max(map(len, report))
+        for key, value in report.items():
+            print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every plugin's subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="facelearn",
+        description="facelearn: train and evaluate RetinaFace, ArcFace-style losses and PFLD.",
+        epilog="example:\n  facelearn info\n  facelearn models --json",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"facelearn {__version__}")
+    top = parser.add_subparsers(dest="command", metavar="COMMAND")
+    top.required = True
+
+    info = top.add_parser(
+        "info",
+        help="versions, device, profile and folders",
+        description="Print versions, the chosen device, the profile and facelearn's folders.",
+        epilog="example:\n  facelearn info --json",
+        formatter_class=_Formatter,
+    )
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=_cmd_info)
+
+    groups: dict[str, argparse._SubParsersAction] = {"": top}
+    for group, module in PLUGINS:
+        if group not in groups:
+            sub = top.add_parser(group, help=GROUPS[group], description=GROUPS[group], formatter_class=_Formatter)
+            groups[group] = sub.add_subparsers(dest=f"{group}_command", metavar="WHAT")
+            groups[group].required = True
+        importlib.import_module(module).register(groups[group])
+    return parser
+
+
+def subparser(subparsers: argparse._SubParsersAction, name: str, help: str, example: str,
+              func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    """Add one subcommand with facelearn's help format: ``help`` as description, ``example`` as epilog."""
+    p = subparsers.add_parser(name, help=help, description=help, epilog="example:\n  " + example,
+                              formatter_class=_Formatter)
+    p.set_defaults(func=func)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``facelearn`` command; exits non-zero with a one-line reason on bad input."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (DataError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError) as err:
+        print(f"facelearn {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("facelearn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

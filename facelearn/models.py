@@ -1,0 +1,85 @@
+"""The model presets of the book, listed by ``facelearn models`` (book: every model chapter).
+
+A preset is a name, a task, an input size and a builder given as ``"module:function"`` so that listing
+the presets imports only what it builds. Task packages add their presets to :data:`PRESETS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from dataclasses import dataclass
+
+import torch.nn as nn
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    """One buildable model.
+
+    name: unique preset name (``retinaface-mobilenet0.25``); task: ``detection``, ``recognition``,
+    ``landmarks`` or ``normalisation``; input_size: (C, H, W) of one input image;
+    builder: ``"module:function"``, a function of no arguments that returns the ``nn.Module``.
+    """
+
+    name: str
+    task: str
+    input_size: tuple[int, int, int]
+    builder: str
+    note: str = ""
+
+    def build(self) -> nn.Module:
+        module, func = self.builder.split(":")
+        return getattr(importlib.import_module(module), func)()
+
+
+PRESETS: list[ModelPreset] = [
+    ModelPreset("digits-cnn-2d", "normalisation", (1, 32, 32), "facelearn.recognition.backbones:digits_cnn_2d",
+                "the normalisation chapter's CNN with 2-D features"),
+]
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def preset(name: str) -> ModelPreset:
+    """The preset called ``name``; a ``ValueError`` lists the known names otherwise."""
+    for p in PRESETS:
+        if p.name == name:
+            return p
+    raise ValueError(f"unknown model preset {name!r}; known: {', '.join(p.name for p in PRESETS)}")
+
+
+def table() -> list[dict]:
+    """One row per preset: name, task, parameters, input size, note."""
+    return [
+        {"name": p.name, "task": p.task, "parameters": count_parameters(p.build()),
+         "input_size": list(p.input_size), "note": p.note}
+        for p in PRESETS
+    ]
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    rows = table()
+    if args.task:
+        rows = [r for r in rows if r["task"] == args.task]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'name':<32} {'task':<14} {'parameters':>12}  input")
+    for r in rows:
+        size = "x".join(map(str, r["input_size"]))
+        print(f"{r['name']:<32} {r['task']:<14} {r['parameters']:>12,}  {size}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from facelearn.cli import subparser
+
+    p = subparser(subparsers, "models", "list every model preset: name, task, parameter count, input size",
+                  "facelearn models --task detection --json", _cmd_models)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--task", help="only presets of this task")

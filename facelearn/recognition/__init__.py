@@ -1,0 +1,1 @@
+"""Face recognition: feature normalisation, margin heads and metric losses, backbones, verification."""

@@ -1,0 +1,118 @@
+"""Where and how facelearn runs: device, seeds, profile, folders (book: "How to run it").
+
+Nothing here is read at import time; each function looks at the environment when it is called, so a
+notebook's parameters cell can change ``FACELEARN_PROFILE`` or pass its own values.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+PROFILES = ("quick", "full")
+
+
+def profile(name: str | None = None) -> str:
+    """The run profile: ``name`` if given, else ``$FACELEARN_PROFILE``, else ``"quick"``.
+
+    ``quick`` trains CPU-sized models on SynthFace in minutes; ``full`` follows the paper's recipe on the
+    real data set and is meant for a GPU. Nothing else differs between the two.
+    """
+    chosen = name or os.environ.get("FACELEARN_PROFILE") or "quick"
+    if chosen not in PROFILES:
+        raise ValueError(f"unknown profile {chosen!r}: expected one of {', '.join(PROFILES)}")
+    return chosen
+
+
+def device(name: str | None = None) -> torch.device:
+    """The device to compute on: ``name`` or ``$FACELEARN_DEVICE`` if given, else CUDA, then MPS, then CPU."""
+    chosen = name or os.environ.get("FACELEARN_DEVICE")
+    if chosen:
+        dev = torch.device(chosen)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {chosen!r} requested but CUDA is not available")
+        if dev.type == "mps" and not _mps_available():
+            raise ValueError(f"device {chosen!r} requested but MPS is not available")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def amp_dtype(dev: torch.device) -> torch.dtype | None:
+    """The autocast dtype for mixed precision on ``dev``: bf16 or fp16 on CUDA, ``None`` (fp32) elsewhere."""
+    if dev.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def home() -> Path:
+    """The root of facelearn's folders: ``$FACELEARN_HOME``, else ``$XDG_CACHE_HOME/facelearn``,
+    else ``~/.cache/facelearn``. Created on first use."""
+    root = os.environ.get("FACELEARN_HOME")
+    if root:
+        path = Path(root).expanduser()
+    else:
+        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        path = Path(cache).expanduser() / "facelearn"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_dir() -> Path:
+    """Where data sets live (downloaded real ones and SynthFace exports): ``home()/data``."""
+    path = home() / "data"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_dir() -> Path:
+    """Where derived files live (checkpoints of the reader's runs, cached features): ``home()/cache``."""
+    path = home() / "cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def info() -> dict[str, Any]:
+    """Versions, device, profile and folders, as printed by ``facelearn info``."""
+    import torchvision
+
+    from facelearn import __version__
+
+    dev = device()
+    return {
+        "facelearn": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "device": str(dev),
+        "amp_dtype": str(amp_dtype(dev)).replace("torch.", "") if amp_dtype(dev) else "none",
+        "threads": torch.get_num_threads(),
+        "profile": profile(),
+        "home": str(home()),
+        "data_dir": str(data_dir()),
+        "cache_dir": str(cache_dir()),
+    }
