@@ -26,6 +26,14 @@ from facelearn.errors import DataError
 #: group ``""`` adds top-level commands. Task packages append their line here.
 PLUGINS: list[tuple[str, str]] = [
     ("", "facelearn.models"),
+    ("train", "facelearn.recognition.commands"),
+    ("eval", "facelearn.recognition.commands"),
+    ("train", "facelearn.landmarks.commands"),
+    ("eval", "facelearn.landmarks.commands"),
+    ("eval", "facelearn.detection.eval_commands"),
+    ("train", "facelearn.detection.commands"),
+    ("", "facelearn.detection.commands"),
+    ("synth", "facelearn.data.synthface.commands"),
 ]
 
 GROUPS = {

@@ -11,6 +11,7 @@ import importlib
 import json
 from dataclasses import dataclass
 
+import torch
 import torch.nn as nn
 
 
@@ -37,6 +38,34 @@ class ModelPreset:
 PRESETS: list[ModelPreset] = [
     ModelPreset("digits-cnn-2d", "normalisation", (1, 32, 32), "facelearn.recognition.backbones:digits_cnn_2d",
                 "the normalisation chapter's CNN with 2-D features"),
+    ModelPreset("pfld-1x", "landmarks", (3, 112, 112), "facelearn.landmarks.pfld:pfld_1x",
+                "PFLD 1X, 98 WFLW points (paper: ~1.26 M)"),
+    ModelPreset("pfld-0.25x", "landmarks", (3, 112, 112), "facelearn.landmarks.pfld:pfld_025x",
+                "PFLD 0.25X, 98 WFLW points"),
+    ModelPreset("pfld-aux-1x", "landmarks", (64, 28, 28), "facelearn.landmarks.pfld:pfld_aux_1x",
+                "PFLD 1X auxiliary Euler-angle net (training only)"),
+    ModelPreset("pfld-aux-0.25x", "landmarks", (16, 28, 28), "facelearn.landmarks.pfld:pfld_aux_025x",
+                "PFLD 0.25X auxiliary Euler-angle net (training only)"),
+    ModelPreset("synthface-cnn", "recognition", (3, 32, 32), "facelearn.recognition.backbones:synthface_cnn",
+                "the loss chapters' CPU network, 128-d embedding"),
+    ModelPreset("mobilefacenet", "recognition", (3, 112, 112), "facelearn.recognition.backbones:mobilefacenet",
+                "MobileFaceNet (Chen et al. 2018), 128-d embedding"),
+    ModelPreset("iresnet18", "recognition", (3, 112, 112), "facelearn.recognition.backbones:iresnet18",
+                "insightface iResNet-18, 512-d embedding"),
+    ModelPreset("iresnet50", "recognition", (3, 112, 112), "facelearn.recognition.backbones:iresnet50",
+                "insightface iResNet-50, 512-d embedding"),
+    ModelPreset("iresnet100", "recognition", (3, 112, 112), "facelearn.recognition.backbones:iresnet100",
+                "insightface iResNet-100, 512-d embedding"),
+    ModelPreset("retinaface-mobilenet0.25", "detection", (3, 640, 640),
+                "facelearn.detection.retinaface:mobilenet025_common", "RetinaFace, common 3-level anchors (16,800)"),
+    ModelPreset("retinaface-mobilenet0.25-paper", "detection", (3, 640, 640),
+                "facelearn.detection.retinaface:mobilenet025_paper", "RetinaFace, paper's P2-P6 anchors"),
+    ModelPreset("retinaface-resnet50", "detection", (3, 640, 640),
+                "facelearn.detection.retinaface:resnet50_common", "RetinaFace, common 3-level anchors (16,800)"),
+    ModelPreset("retinaface-resnet50-paper", "detection", (3, 640, 640),
+                "facelearn.detection.retinaface:resnet50_paper", "RetinaFace, paper's P2-P6 anchors (102,300)"),
+    ModelPreset("retinaface-resnet152-paper", "detection", (3, 640, 640),
+                "facelearn.detection.retinaface:resnet152_paper", "RetinaFace, paper's P2-P6 anchors (102,300)"),
 ]
 
 
@@ -54,9 +83,14 @@ def preset(name: str) -> ModelPreset:
 
 
 def table() -> list[dict]:
-    """One row per preset: name, task, parameters, input size, note."""
+    """One row per preset: name, task, parameters, input size, note.
+
+    Models are built on the ``meta`` device: shapes only, no memory and no initialisation cost.
+    """
+    with torch.device("meta"):
+        built = {p.name: p.build() for p in PRESETS}
     return [
-        {"name": p.name, "task": p.task, "parameters": count_parameters(p.build()),
+        {"name": p.name, "task": p.task, "parameters": count_parameters(built[p.name]),
          "input_size": list(p.input_size), "note": p.note}
         for p in PRESETS
     ]

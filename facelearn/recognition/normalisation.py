@@ -104,3 +104,12 @@ class SoftmaxHead(nn.Module):
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.logits(x), labels)
+
+
+def regular_simplex(n: int) -> torch.Tensor:
+    """n unit vectors in R^n with pairwise cosine −1/(n − 1): the class weights that reach the NormFace
+    bound (the centred standard basis, normalised). → (n, n) float64, one vector per row."""
+    if n < 2:
+        raise ValueError(f"a simplex needs at least 2 vertices, got {n}")
+    centred = torch.eye(n, dtype=torch.float64) - 1.0 / n
+    return l2_normalise(centred)

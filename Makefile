@@ -1,0 +1,77 @@
+# facelearn — two commands do everything (README "Quick start"):
+#   make book   set up .venv, execute every notebook (quick profile), build the HTML into _build/html
+#   make test   the same set-up, then unit tests, every notebook under nbval, and a strict book build
+#               checked in a headless browser with the network off
+# Re-running reuses .venv, the vendored JavaScript and the notebook cache: nothing is redone if nothing changed.
+
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+VENDOR   := book/_static/vendor
+VENDORED := $(VENDOR)/.vendored
+HTML     := _build/html
+# Versions of the JavaScript served locally (from the npm registry; never committed).
+MATHJAX      := mathjax@3.2.2
+REQUIREJS    := requirejs@2.3.7
+HTML_MANAGER := @jupyter-widgets/html-manager@1.0.15
+
+export FACELEARN_PROFILE ?= quick
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: book test unit notebooks book-strict browser-check setup vendor chromium checkpoints clean
+
+book: setup vendor
+	$(BIN)/jupyter-book build . --path-output . --keep-going
+	@echo
+	@echo "The book is built. Open: file://$(CURDIR)/$(HTML)/index.html"
+
+test: setup vendor chromium unit notebooks book-strict browser-check
+	@echo "make test: all checks passed"
+
+setup: $(INSTALLED)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# ci/constraints.txt pins exact versions for CI and developers; pyproject.toml keeps lower bounds only.
+$(INSTALLED): pyproject.toml ci/constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c ci/constraints.txt -e '.[book,test]'
+	touch $@
+
+vendor: $(VENDORED)
+
+$(VENDORED): $(INSTALLED) Makefile
+	rm -rf .vendor $(VENDOR)
+	$(BIN)/npm install --prefix .vendor --no-save --no-audit --no-fund --loglevel=error \
+	    $(MATHJAX) $(REQUIREJS) $(HTML_MANAGER)
+	mkdir -p $(VENDOR)/html-manager
+	cp -r .vendor/node_modules/mathjax/es5 $(VENDOR)/mathjax
+	cp .vendor/node_modules/requirejs/require.js $(VENDOR)/require.min.js
+	cp -r .vendor/node_modules/@jupyter-widgets/html-manager/dist/. $(VENDOR)/html-manager/
+	touch $@
+
+# The browser check needs Debian's chromium (or any Chromium at $$CHROMIUM).
+chromium:
+	@command -v $${CHROMIUM:-chromium} >/dev/null 2>&1 || { \
+	    echo "installing Debian's chromium for the browser test"; \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+
+unit: setup
+	$(BIN)/python -m pytest -q -m "not book" tests
+
+notebooks: setup
+	cd notebooks && ../$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax \
+	    --nbval-cell-timeout=300 --durations=0 *.ipynb
+
+book-strict: setup vendor
+	$(BIN)/jupyter-book build . --path-output . -W -n --keep-going
+
+# Opens the built pages in headless Chromium with every non-local request blocked (tests/test_book_browser.py).
+browser-check: setup vendor chromium
+	$(BIN)/python -m pytest -q -m book tests/test_book_browser.py
+
+clean:
+	rm -rf _build .vendor $(VENDOR)

@@ -1,0 +1,300 @@
+"""SynthFace's renderer: pose, perspective camera, Lambertian shading, painter's-algorithm rasterisation,
+facial features, occluders and per-landmark visibility (book chapter "SynthFace").
+
+A face is drawn straight into an image (``canvas``): its mesh is rotated by the pose R(yaw, pitch, roll),
+placed in front of a pinhole camera, projected, scaled so that its face box has the requested height,
+and its front-facing triangles are filled far-to-near (painter's algorithm) with the Lambertian colour
+
+    c = albedo · (k_a + k_d · max(0, n·l))                                              (SynthFace eq. (2))
+
+for the unit triangle normal n and light direction l. Eyes, brows, lips, nostrils, ears and glasses are
+drawn as polygons through the projected landmark vertices, in depth order with the triangles, so the
+landmarks are exactly where the features are drawn.
+
+Pose convention (degrees): positive yaw turns the face towards the camera's (image's) right, positive
+pitch lifts the chin (face looks up), positive roll turns the face clockwise in the image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from facelearn.data.synthface.model import Expression, Identity, face_vertices
+from facelearn.data.synthface.topology import TOPOLOGY
+
+_SHIFT = 4  # sub-pixel bits for cv2's polygon filling
+_ONE = 1 << _SHIFT
+_FRONT = np.clip(np.cos(TOPOLOGY.uv[:, 0]) * 3, 0, 1)
+#: vertices on the forehead that, with the 98 landmarks, define the face box
+FOREHEAD = np.flatnonzero((np.abs(TOPOLOGY.vertices[:, 1] + 5.0) < 0.9) & (np.abs(TOPOLOGY.uv[:, 0]) < 0.5))
+_BOX_VERTS = np.concatenate([np.arange(98), FOREHEAD])
+_FX, _FY = TOPOLOGY.frontal[:, 0], TOPOLOGY.frontal[:, 1]
+_BEARD_ZONE = ((_FY > 5.6) & ~((np.abs(_FX) < 2.9) & (_FY > 6.2) & (_FY < 8.4))) & (np.abs(TOPOLOGY.uv[:, 0]) < 1.35)
+
+
+def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """R = R_roll · R_pitch · R_yaw for angles in degrees (conventions in the module docstring): (3, 3)."""
+    y, p, r = np.radians([yaw, pitch, roll])
+    ry = np.array([[np.cos(y), 0, -np.sin(y)], [0, 1, 0], [np.sin(y), 0, np.cos(y)]])
+    rp = np.array([[1, 0, 0], [0, np.cos(p), np.sin(p)], [0, -np.sin(p), np.cos(p)]])
+    rr = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
+    return rr @ rp @ ry
+
+
+def hair_mask(identity: Identity) -> np.ndarray:
+    """(V,) bool: the vertices the identity's hair style covers."""
+    th, y = np.abs(TOPOLOGY.uv[:, 0]), TOPOLOGY.uv[:, 1]
+    if identity.hair_style == 0:
+        return (th > 1.7) & (y < 2.0) & (y > -6)  # a fringe of hair round the back
+    front = -5.0 + 0.6 * identity.hairline
+    side = -1.0 if identity.hair_style != 3 else 5.0
+    back = 4.0 if identity.hair_style != 3 else 10.5
+    limit = np.interp(th, [0, 0.9, 1.35, 1.75, np.pi], [front, front + 0.5, side, back, back])
+    if identity.hair_style == 2:
+        limit = limit + 1.6 * np.exp(-(th / 0.45) ** 2)
+    return y < limit
+
+
+@dataclass
+class FaceRender:
+    """What :func:`draw_face` drew: landmarks98 (98, 2) pixels; visible98 (98,) bool (not self-occluded,
+    not under an occluder); box (4,) x1 y1 x2 y2; points (V, 2) every projected vertex; depth (V,)."""
+
+    landmarks98: np.ndarray
+    visible98: np.ndarray
+    box: np.ndarray
+    points: np.ndarray
+    depth: np.ndarray
+
+
+def project(identity: Identity, expression: Expression, pose: tuple[float, float, float], centre, height: float,
+            distance: float = 80.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pose, perspective-project and place a face so its box (landmarks + forehead) has ``height`` pixels
+    and is centred at ``centre``. → (points (V, 2) px, camera-space vertices (V, 3), box (4,))."""
+    v = face_vertices(identity, expression)
+    hair = hair_mask(identity)
+    grow = np.where(hair, 0.35 + 0.25 * (identity.hair_style >= 2), 0.0)
+    r = np.hypot(v[:, 0], v[:, 2] + 0.5) + 1e-6
+    v[:, 0] += grow * v[:, 0] / r
+    v[:, 2] += grow * (v[:, 2] + 0.5) / r
+    v[:, 1] -= grow * 0.6 * (v[:, 1] < -9)
+    cam = v @ rotation(*pose).T
+    cam[:, 2] += distance
+    proj = cam[:, :2] / cam[:, 2:3]
+    bp = proj[_BOX_VERTS]
+    lo, hi = bp.min(0), bp.max(0)
+    scale = height / max(hi[1] - lo[1], 1e-9)
+    pts = (proj - (lo + hi) / 2) * scale + np.asarray(centre, dtype=np.float64)
+    bp = pts[_BOX_VERTS]
+    return pts, cam, np.concatenate([bp.min(0), bp.max(0)])
+
+
+def _shade(cam: np.ndarray, tri: np.ndarray, light: np.ndarray, ambient: float) -> tuple[np.ndarray, np.ndarray]:
+    a, b, c = cam[tri[:, 0]], cam[tri[:, 1]], cam[tri[:, 2]]
+    n = np.cross(b - a, c - a)
+    n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
+    n *= -np.sign(n[:, 2:3] + 1e-12)  # outward, towards the camera for visible triangles
+    return ambient + (1 - ambient) * np.clip(n @ light, 0, 1), (a[:, 2] + b[:, 2] + c[:, 2]) / 3
+
+
+def _poly(p: np.ndarray) -> np.ndarray:
+    return np.round(p * _ONE).astype(np.int32)
+
+
+def _signed_area(p: np.ndarray) -> float:
+    """Shoelace area, > 0 for polygons counter-clockwise on screen (x right, y down: clockwise-looking)."""
+    x, y = p[:, 0], p[:, 1]
+    return 0.5 * float(x[:-1] @ y[1:] - y[:-1] @ x[1:] + x[-1] * y[0] - y[-1] * x[0])
+
+
+def _colour(rgb, k: float = 1.0) -> tuple:
+    r, g, b = (float(c) * k for c in rgb)
+    return (min(255, max(0, int(b))), min(255, max(0, int(g))), min(255, max(0, int(r))))  # canvas is BGR
+
+
+def _features(canvas, identity: Identity, pts, cam, k: float, glasses: bool):
+    """(depth, draw) pairs for the facial features (drawn as polygons through landmark vertices)."""
+    L = pts[:98]
+    z = cam[:98, 2]
+    items = []
+    size = np.linalg.norm(L[96] - L[97]) + 1e-6
+    skin = _colour(identity.skin, k)
+
+    def eye(i0, pupil):
+        c = L[i0:i0 + 8]
+        if _signed_area(c) <= 0.05:
+            return
+        opening = np.linalg.norm((c[2] - c[6]))
+        w = np.linalg.norm(c[0] - c[4])
+
+        def draw():
+            cv2.fillConvexPoly(canvas, _poly(c), _colour([235, 232, 225], k), cv2.LINE_8, _SHIFT)
+            r = 0.22 * w
+            if opening > 0.15 * w:
+                cv2.circle(canvas, tuple(_poly(L[pupil])), int(r * _ONE), _colour(identity.iris, k), -1, cv2.LINE_8, _SHIFT)
+                cv2.circle(canvas, tuple(_poly(L[pupil])), int(0.45 * r * _ONE), (15, 15, 15), -1, cv2.LINE_8, _SHIFT)
+                up = np.concatenate([c[0:5], c[4:-5:-1] - [0, 0] + (c[[4, 3, 2, 1, 0]] - L[pupil]) * 0 - [0, r]])
+                cv2.fillPoly(canvas, [_poly(np.concatenate([c[0:5], c[4::-1] + [0, -r * 1.2]]))], skin, cv2.LINE_8, _SHIFT)
+                cv2.fillPoly(canvas, [_poly(np.concatenate([c[[4, 5, 6, 7, 0]], c[[0, 7, 6, 5, 4]] + [0, r * 1.2]]))], skin,
+                             cv2.LINE_8, _SHIFT)
+                del up
+            cv2.polylines(canvas, [_poly(c[0:5])], False, (30, 25, 25), max(1, int(size / 40)), cv2.LINE_8, _SHIFT)
+        items.append((z[i0:i0 + 8].min() - 0.3, draw))
+
+    def brow(i0):
+        c = L[i0:i0 + 9]
+        if _signed_area(c[[0, 4, 5, 8]]) <= 0:
+            return
+        items.append((z[i0:i0 + 9].min() - 0.3, lambda: cv2.fillPoly(canvas, [_poly(c)], _colour(identity.brow_colour, k),
+                                                                      cv2.LINE_8, _SHIFT)))
+
+    eye(60, 96)
+    eye(68, 97)
+    brow(33)
+    brow(42)
+    if _signed_area(L[[55, 57, 59, 54]]) * 0 == 0 and _signed_area(L[76:88]) > 0:
+        def mouth():
+            cv2.fillPoly(canvas, [_poly(L[76:88])], _colour(identity.lips, k), cv2.LINE_8, _SHIFT)
+            inner = L[88:96]
+            if _signed_area(inner) > 0.02 * size * size:
+                cv2.fillPoly(canvas, [_poly(inner)], _colour([70, 25, 25], k), cv2.LINE_8, _SHIFT)
+                teeth = np.concatenate([inner[0:5], inner[4::-1] + [0, 0.18 * size]])
+                cv2.fillPoly(canvas, [_poly(teeth)], _colour([230, 225, 210], k), cv2.LINE_8, _SHIFT)
+            cv2.polylines(canvas, [_poly(L[88:93])], False, _colour(identity.lips, 0.55 * k), max(1, int(size / 50)),
+                          cv2.LINE_8, _SHIFT)
+        items.append((z[76:88].min() - 0.3, mouth))
+
+    if _signed_area(L[[55, 59, 54]]) < 0 or True:
+        def nostrils():
+            for a, b in ((55, 56), (59, 58)):
+                c = 0.5 * (L[a] + L[b]) * 0.8 + 0.2 * L[54]
+                ax = max(0.045 * size, 0.3)
+                cv2.ellipse(canvas, tuple(_poly(c)), (int(ax * _ONE), int(0.6 * ax * _ONE)), 0, 0, 360,
+                            _colour(identity.skin, 0.35 * k), -1, cv2.LINE_8, _SHIFT)
+        if _signed_area(L[[55, 59, 57]]) <= 0 and size > 6:
+            items.append((z[55:60].min() - 0.2, nostrils))
+    if glasses:
+        def draw_glasses():
+            dark = identity.glasses == 2
+            for eye_i in (96, 97):
+                c = pts[eye_i]
+                axes = (int(0.36 * size * _ONE), int(0.25 * size * _ONE))
+                ang = float(np.degrees(np.arctan2(*(L[97] - L[96])[::-1])))
+                if dark:
+                    cv2.ellipse(canvas, tuple(_poly(c)), axes, ang, 0, 360, (20, 20, 25), -1, cv2.LINE_8, _SHIFT)
+                cv2.ellipse(canvas, tuple(_poly(c)), axes, ang, 0, 360, _colour(identity.glasses_colour),
+                            max(1, int(size / 30)), cv2.LINE_8, _SHIFT)
+            cv2.line(canvas, tuple(_poly(L[96] + 0.36 * (L[97] - L[96]))), tuple(_poly(L[97] - 0.36 * (L[97] - L[96]))),
+                     _colour(identity.glasses_colour), max(1, int(size / 30)), cv2.LINE_8, _SHIFT)
+        items.append((z[51] - 1.5, draw_glasses))
+    return items
+
+
+def _occluded(pts: np.ndarray, cam: np.ndarray, tri: np.ndarray, front: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """(len(query),) bool: the query vertices hidden behind a front-facing triangle (self-occlusion)."""
+    t = tri[front]
+    a, b, c = pts[t[:, 0]], pts[t[:, 1]], pts[t[:, 2]]
+    q = pts[query][:, None, :]
+    v0, v1, v2 = b - a, c - a, q - a
+    den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
+    den = np.where(np.abs(den) < 1e-9, np.inf, den)
+    u = (v2[..., 0] * v1[:, 1] - v1[:, 0] * v2[..., 1]) / den
+    w = (v0[:, 0] * v2[..., 1] - v2[..., 0] * v0[:, 1]) / den
+    inside = (u >= 0) & (w >= 0) & (u + w <= 1)
+    zt = cam[t[:, 0], 2] + u * (cam[t[:, 1], 2] - cam[t[:, 0], 2]) + w * (cam[t[:, 2], 2] - cam[t[:, 0], 2])
+    own = (t[None, :, :] == query[:, None, None]).any(-1)
+    return (inside & ~own & (zt < cam[query, 2][:, None] - 0.25)).any(1)
+
+
+def draw_face(canvas: np.ndarray, identity: Identity, expression: Expression, pose: tuple[float, float, float],
+              centre, height: float, *, light: np.ndarray | None = None, ambient: float = 0.45,
+              clothes: np.ndarray | None = None, visibility: str = "all") -> FaceRender:
+    """Render one face into ``canvas`` ((H, W, 3) uint8 BGR, modified in place) and return its ground truth.
+
+    pose: (yaw, pitch, roll) degrees; centre: (x, y) of the face box in pixels; height: its height in pixels.
+    Faces under ~40 px use the coarse triangulation. ``visibility``: "all" tests the 98 landmarks for
+    self-occlusion, "five" only the 5 RetinaFace points (the rest are reported visible), "none" none.
+    """
+    pts, cam, box = project(identity, expression, pose, centre, height)
+    tri = TOPOLOGY.triangles if height >= 40 else TOPOLOGY.coarse_triangles
+    light = np.array([0.3, -0.4, -1.0]) if light is None else np.asarray(light, dtype=np.float64)
+    light = light / np.linalg.norm(light)
+    if clothes is not None:
+        _draw_body(canvas, pts, cam, pose, height, identity, clothes)
+    p = pts[tri]
+    front = ((p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 1, 1] - p[:, 0, 1]) * (p[:, 2, 0] - p[:, 0, 0])) > 0
+    intensity, depth = _shade(cam, tri, light, ambient)
+    albedo = np.broadcast_to(identity.skin, (len(TOPOLOGY.vertices), 3)).copy()
+    hair = hair_mask(identity)
+    albedo[hair] = identity.hair
+    if identity.beard:
+        mix = 0.45 if identity.beard == 1 else 0.9
+        albedo[_BEARD_ZONE & ~hair] = (1 - mix) * identity.skin + mix * identity.hair * 0.8
+    tri_col = albedo[tri].mean(1) * intensity[:, None]
+    k = float(ambient + (1 - ambient) * max(0.0, -light[2]) * 0.9)
+    items = _features(canvas, identity, pts, cam, k, identity.glasses > 0)
+    for side in (-1, 1):
+        ear = _ear(cam, pts, side)
+        if ear is not None:
+            items.append((ear[0], ear[1](canvas, _colour(identity.skin * 0.85, k))))
+    idx = np.flatnonzero(front)
+    keys = np.concatenate([depth[idx], [d for d, _ in items]])
+    order = np.argsort(-keys, kind="stable")
+    polys = _poly(p[idx])
+    cols = np.clip(tri_col[idx][:, ::-1], 0, 255).astype(np.int32).tolist()
+    n_tri = len(idx)
+    fill = cv2.fillConvexPoly
+    for o in order.tolist():
+        if o < n_tri:
+            fill(canvas, polys[o], cols[o], cv2.LINE_8, _SHIFT)
+        else:
+            items[o - n_tri][1]()
+    lm = pts[:98].copy()
+    vis = np.ones(98, bool)
+    if visibility != "none":
+        query = np.arange(98) if visibility == "all" else TOPOLOGY.five
+        vis[query] = ~_occluded(pts, cam, tri, front, query)
+    return FaceRender(lm, vis, box, pts, cam[:, 2])
+
+
+def _ear(cam, pts, side):
+    base = np.flatnonzero(np.isin(np.arange(len(pts)), []))
+    del base
+    th = TOPOLOGY.uv[:, 0]
+    cand = np.flatnonzero((np.abs(th - side * np.pi / 2) < 0.25) & (np.abs(TOPOLOGY.uv[:, 1] - 1.5) < 2.0))
+    if len(cand) < 3:
+        return None
+    c2 = pts[cand].mean(0)
+    d = pts[cand].max(0) - pts[cand].min(0)
+    h = max(np.linalg.norm(pts[cand[np.argmax(TOPOLOGY.uv[cand, 1])]] - pts[cand[np.argmin(TOPOLOGY.uv[cand, 1])]]), 1.0)
+    outward = c2 - pts[:98].mean(0)
+    outward = outward / (np.linalg.norm(outward) + 1e-9)
+    del d
+
+    def make(canvas, colour):
+        def draw():
+            e = np.array([c2 + outward * 0.12 * h + np.array([np.cos(a) * 0.25 * h * outward[0] - np.sin(a) * 0.0,
+                                                               np.sin(a) * 0.45 * h]) for a in np.linspace(0, 2 * np.pi, 9)[:-1]])
+            cv2.fillConvexPoly(canvas, _poly(e), colour, cv2.LINE_8, _SHIFT)
+        return draw
+    return cam[cand, 2].mean() + 0.8, make
+
+
+def _draw_body(canvas, pts, cam, pose, height, identity, clothes):
+    """Neck and shoulders behind the head, following its roll and a little of its yaw."""
+    chin = pts[16]
+    up = pts[16] - pts[53]
+    up = up / (np.linalg.norm(up) + 1e-9)
+    side = np.array([-up[1], up[0]])
+    u = height / 16.0
+    neck = [chin + side * 3.0 * u - up * 4 * u, chin - side * 3.0 * u - up * 4 * u, chin - side * 3.2 * u + up * 6 * u,
+            chin + side * 3.2 * u + up * 6 * u]
+    cv2.fillConvexPoly(canvas, _poly(np.array(neck)), _colour(identity.skin * 0.75), cv2.LINE_8, _SHIFT)
+    sh = chin + up * 4.5 * u
+    body = [sh + side * 4 * u, sh - side * 4 * u, sh - side * 11 * u + up * 5 * u, sh - side * 12 * u + up * 30 * u,
+            sh + side * 12 * u + up * 30 * u, sh + side * 11 * u + up * 5 * u]
+    cv2.fillPoly(canvas, [_poly(np.array(body))], _colour(clothes), cv2.LINE_8, _SHIFT)
+    cv2.fillConvexPoly(canvas, _poly(np.array(neck)), _colour(identity.skin * 0.75), cv2.LINE_8, _SHIFT)

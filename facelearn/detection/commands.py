@@ -1,0 +1,124 @@
+"""``facelearn train retinaface`` and ``facelearn detect`` (book chapter "Training and evaluating
+RetinaFace")."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from facelearn.cli import subparser
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from facelearn import runtime
+    from facelearn.detection.training import evaluate_model, export_weights, synthface_root, train, train_config
+
+    changes = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+                                 "image_size": args.image_size}.items() if v is not None}
+    cfg = train_config(args.preset, **changes)
+    root = Path(args.data) if args.data else synthface_root(cfg, seed=args.seed)
+    if not (root / "train" / "label.txt").is_file():
+        raise FileNotFoundError(f"{root / 'train' / 'label.txt'}: no training labels (expected a WIDER FACE "
+                                "folder with train/label.txt and WIDER_train/images)")
+    checkpoint = Path(args.checkpoint or runtime.cache_dir() / f"retinaface_{cfg.name}.pt")
+    if args.fresh and checkpoint.exists():
+        checkpoint.unlink()
+    dev = runtime.device(args.device)
+    print(f"training {cfg.model} with recipe {cfg.name} on {root} ({dev}); checkpoint {checkpoint}")
+    model, history = train(cfg, root, checkpoint=checkpoint, device=dev, seed=args.seed)
+    if history:
+        last = history[-1]
+        print("epoch {epoch}: loss {loss:.4f} (cls {cls:.4f}, box {box:.4f}, landmarks {landmarks:.4f})".format(**last))
+    metrics = {}
+    if not args.no_eval and (root / "wider_face_split").is_dir():
+        result = evaluate_model(model, root, progress=True)
+        metrics = {"ap": {k: round(v, 4) for k, v in result.ap.items()}, "images": result.images}
+        print("val AP " + "  ".join(f"{k} {v:.4f}" for k, v in result.ap.items()))
+    if args.export:
+        path = export_weights(model.cpu(), args.export, preset=cfg.model, recipe=cfg.name,
+                              metrics={**metrics, "epochs": cfg.epochs, "seed": args.seed, "data": root.name})
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    if args.json:
+        print(json.dumps({"history": history, **metrics}))
+    return 0
+
+
+def _images(target: Path) -> list[Path]:
+    if target.is_file():
+        return [target]
+    if not target.is_dir():
+        raise FileNotFoundError(f"{target}: no such image or folder")
+    found = sorted(p for p in target.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not found:
+        raise FileNotFoundError(f"{target}: no .jpg/.png/.bmp images inside")
+    return found
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from facelearn import runtime
+    from facelearn.detection.evaluation import write_prediction_file
+    from facelearn.detection.postprocess import detect
+    from facelearn.detection.training import load_detector, read_rgb
+
+    model = load_detector(args.checkpoint, args.model, device=runtime.device(args.device))
+    images = _images(Path(args.target))
+    out = Path(args.out)
+    faces = 0
+    for path in tqdm(images, desc="detect", disable=args.quiet):
+        det = detect(model, read_rgb(path), score_threshold=args.threshold, nms_iou=args.nms,
+                     max_size=args.max_size)
+        b = det.boxes.numpy()
+        xywh = b.copy()
+        xywh[:, 2:] = b[:, 2:] - b[:, :2]
+        write_prediction_file(out / path.parent.name / f"{path.stem}.txt", path.stem, xywh, det.scores.numpy())
+        faces += len(det)
+    print(f"{len(images)} images, {faces} detections with score > {args.threshold}; wrote {out}/<event>/<name>.txt")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``retinaface`` under ``facelearn train``, or ``detect`` at the top level."""
+    if subparsers.dest == "train_command":
+        from facelearn.detection.training import PRESETS
+
+        p = subparser(subparsers, "retinaface",
+                      "train RetinaFace from a recipe (quick: MobileNet-0.25 on SynthFace on a CPU; full, "
+                      "full-resnet50, paper: WIDER FACE on a GPU); resumes from --checkpoint",
+                      "facelearn train retinaface --preset quick --export checkpoints/retinaface_mnet025_quick.pt",
+                      _cmd_train)
+        p.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="training recipe")
+        p.add_argument("--data", help="WIDER FACE folder (train/label.txt, WIDER_train/images, and for evaluation "
+                                      "WIDER_val/images + wider_face_split); default: the recipe's SynthFace export")
+        p.add_argument("--checkpoint", help="Trainer checkpoint, resumed when it exists "
+                                            "(default: cache folder/retinaface_<preset>.pt)")
+        p.add_argument("--fresh", action="store_true", help="delete the checkpoint first and start over")
+        p.add_argument("--export", help="also write a small inference checkpoint here")
+        p.add_argument("--epochs", type=int, help="override the recipe's epochs")
+        p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+        p.add_argument("--lr", type=float, help="override the recipe's learning rate")
+        p.add_argument("--image-size", type=int, help="override the recipe's training crop size")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+        p.add_argument("--no-eval", action="store_true", help="skip the WIDER FACE evaluation at the end")
+        p.add_argument("--json", action="store_true", help="print the history and AP as JSON at the end")
+        return
+    p = subparser(subparsers, "detect",
+                  "detect faces in an image or a folder of images with a RetinaFace checkpoint and write "
+                  "the official WIDER FACE prediction layout <out>/<event>/<name>.txt",
+                  "facelearn detect WIDER_val/images --checkpoint checkpoints/retinaface_mnet025_quick.pt "
+                  "--out predictions/", _cmd_detect)
+    p.add_argument("target", help="an image file or a folder searched recursively (event = parent folder)")
+    p.add_argument("--checkpoint", required=True, help="file from `facelearn train retinaface --export` "
+                                                       "or a Trainer checkpoint")
+    p.add_argument("--model", help="model preset, for Trainer checkpoints (default: the checkpoint's own)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--threshold", type=float, default=0.02, help="keep detections above this score")
+    p.add_argument("--nms", type=float, default=0.4, help="NMS IoU threshold")
+    p.add_argument("--max-size", type=int, help="shrink images whose long side exceeds this")
+    p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,0 +1,40 @@
+"""Task heads of RetinaFace (book chapter "Context and detection modules").
+
+Every task (face / background scores, box offsets, 5 landmarks — and later the dense-regression branch)
+is one :class:`TaskHead`: a 1×1 convolution per pyramid level predicting ``values`` numbers for each of
+the level's anchors. :class:`RetinaFace` keeps them in an ``nn.ModuleDict`` keyed by task name, so a
+fourth task is one more entry.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: values per anchor of each built-in task: 2 class scores, 4 box offsets, 5 × (x, y) landmark offsets
+TASK_VALUES = {"cls": 2, "box": 4, "landmarks": 10}
+
+
+class TaskHead(nn.Module):
+    """in_channels: width of the pyramid; anchors_per_location: per level; values: numbers per anchor.
+
+    forward(list of (B, C, H_l, W_l)) → (B, A, values), anchors in :func:`generate_anchors` order.
+    """
+
+    def __init__(self, in_channels: int, anchors_per_location: tuple[int, ...], values: int) -> None:
+        super().__init__()
+        self.values = values
+        self.convs = nn.ModuleList([nn.Conv2d(in_channels, k * values, 1) for k in anchors_per_location])
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        outs = []
+        for conv, f in zip(self.convs, features):
+            y = conv(f).permute(0, 2, 3, 1)  # (B, H, W, k·values): position-major, anchor-minor
+            outs.append(y.reshape(y.shape[0], -1, self.values))
+        return torch.cat(outs, dim=1)
+
+
+def build_heads(in_channels: int, anchors_per_location: tuple[int, ...],
+                tasks: tuple[str, ...] = ("cls", "box", "landmarks")) -> nn.ModuleDict:
+    """One :class:`TaskHead` per task name in ``tasks`` (keys of :data:`TASK_VALUES`)."""
+    return nn.ModuleDict({t: TaskHead(in_channels, anchors_per_location, TASK_VALUES[t]) for t in tasks})

@@ -1,0 +1,136 @@
+"""RetinaFace's multi-task loss with online hard example mining (book chapter "Context and detection
+modules").
+
+For an anchor i with matching label p_i* ∈ {0, 1} (paper Sec. 3.1, eq. 1 without the dense term):
+
+    L = L_cls(p_i, p_i*) + λ1 p_i* L_box(t_i, t_i*) + λ2 p_i* L_pts(l_i, l_i*),   λ1 = 0.25, λ2 = 0.1,
+
+with L_cls the two-class softmax cross-entropy, L_box and L_pts smooth-L1 on the encoded offsets (box_coding
+eq. 1, 2). L_pts is masked for faces without landmark annotations. Negatives vastly outnumber positives
+(≈ 16,800 anchors for a handful of faces), so OHEM keeps only the negatives with the highest
+classification loss, ``neg_pos_ratio`` of them per positive (paper: 3). Each term is averaged over the
+positives it covers (L_cls over the positives, as the common implementation does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from facelearn.detection.box_coding import VARIANCES, encode_boxes, encode_landmarks
+from facelearn.detection.matching import NEGATIVE, POSITIVE, gather_targets, match, pad_boxes
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """box_weight λ1, landmark_weight λ2; positive/negative IoU thresholds of matching; neg_pos_ratio of
+    OHEM (``None``: every negative counts); min_negatives kept per image even without faces."""
+
+    box_weight: float = 0.25
+    landmark_weight: float = 0.1
+    positive_iou: float = 0.5
+    negative_iou: float = 0.3
+    neg_pos_ratio: float | None = 3.0
+    min_negatives: int = 8
+    variances: tuple[float, float] = VARIANCES
+
+
+def ohem_mask(cls_loss: torch.Tensor, labels: torch.Tensor, ratio: float | None, min_negatives: int = 0) -> torch.Tensor:
+    """Which anchors the classification loss uses: all positives plus the hardest negatives.
+
+    cls_loss: (B, A) per-anchor classification loss; labels: (B, A) 1 / 0 / −1. Per image b, keeps the
+    k_b = min(max(⌈ratio · P_b⌉, min_negatives), N_b) negatives with the largest loss (P_b positives, N_b
+    negatives); ``ratio=None`` keeps every negative. Returns (B, A) bool.
+    """
+    pos = labels == POSITIVE
+    neg = labels == NEGATIVE
+    if ratio is None:
+        return pos | neg
+    n_pos = pos.sum(dim=1)
+    k = torch.clamp(torch.ceil(n_pos * ratio).long(), min=min_negatives)
+    k = torch.minimum(k, neg.sum(dim=1))
+    ranked = cls_loss.detach().masked_fill(~neg, float("-inf"))
+    order = ranked.argsort(dim=1, descending=True)
+    rank = order.argsort(dim=1)  # rank of each anchor among this image's negatives
+    return pos | (neg & (rank < k[:, None]))
+
+
+class MultiTaskLoss:
+    """``loss(outputs, anchors, boxes, landmarks, has_landmarks) -> (loss, logs)``.
+
+    outputs: the model's dict (``cls`` (B, A, 2), ``box`` (B, A, 4), ``landmarks`` (B, A, 10));
+    anchors: (A, 4) cx cy w h; boxes: list of B (N_b, 4) x1 y1 x2 y2; landmarks: list of (N_b, 5, 2);
+    has_landmarks: list of (N_b,) bool. logs: ``cls``, ``box``, ``landmarks`` (unweighted terms),
+    ``positives`` (mean per image) and ``negatives`` (kept by OHEM, mean per image).
+    """
+
+    def __init__(self, config: LossConfig = LossConfig()) -> None:
+        self.config = config
+
+    def __call__(self, outputs: dict[str, torch.Tensor], anchors: torch.Tensor, boxes: list[torch.Tensor],
+                 landmarks: list[torch.Tensor], has_landmarks: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.config
+        logits = outputs["cls"].float()
+        anchors = anchors.to(logits.device, torch.float32)
+        gt, valid = pad_boxes([b.to(logits.device, torch.float32) for b in boxes])
+        m = match(anchors, gt, valid, positive_iou=cfg.positive_iou, negative_iou=cfg.negative_iou)
+        pos = m.labels == POSITIVE
+
+        target = pos.long()
+        ce = F.cross_entropy(logits.reshape(-1, 2), target.reshape(-1), reduction="none").view_as(target).float()
+        used = ohem_mask(ce, m.labels, cfg.neg_pos_ratio, cfg.min_negatives)
+        n_pos = pos.sum().clamp(min=1).float()
+        loss_cls = (ce * used).sum() / n_pos
+
+        anchors_b = anchors.expand(len(boxes), -1, -1)
+        if pos.any():
+            box_t = encode_boxes(gather_targets(gt, m.matched)[pos], anchors_b[pos], cfg.variances)
+            loss_box = F.smooth_l1_loss(outputs["box"].float()[pos], box_t, reduction="sum") / n_pos
+        else:
+            loss_box = outputs["box"].sum() * 0.0
+        loss_pts = outputs["box"].sum() * 0.0
+        if "landmarks" in outputs:
+            loss_pts = outputs["landmarks"].sum() * 0.0  # keeps the head in the graph when no face has landmarks
+            pts, has = _pad_landmarks(landmarks, has_landmarks, gt.shape[1], logits.device)
+            with_pts = pos & gather_targets(has, m.matched)
+            if with_pts.any():
+                pts_t = encode_landmarks(gather_targets(pts, m.matched)[with_pts], anchors_b[with_pts], cfg.variances)
+                loss_pts = F.smooth_l1_loss(outputs["landmarks"].float()[with_pts], pts_t,
+                                            reduction="sum") / with_pts.sum().float()
+        loss = loss_cls + cfg.box_weight * loss_box + cfg.landmark_weight * loss_pts
+        b = max(len(boxes), 1)
+        logs = {"cls": float(loss_cls.detach()), "box": float(loss_box.detach()), "landmarks": float(loss_pts.detach()),
+                "positives": float(pos.sum()) / b, "negatives": float((used & ~pos).sum()) / b}
+        return loss, logs
+
+
+def _pad_landmarks(landmarks: list[torch.Tensor], has: list[torch.Tensor], m: int,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    pts = torch.zeros(len(landmarks), m, 5, 2, device=device)
+    mask = torch.zeros(len(landmarks), m, dtype=torch.bool, device=device)
+    for i, (p, h) in enumerate(zip(landmarks, has)):
+        pts[i, : len(p)] = p.to(device, torch.float32).reshape(-1, 5, 2)
+        mask[i, : len(h)] = h.to(device).bool()
+    return pts, mask
+
+
+@torch.no_grad()
+def loss_balance(outputs: dict[str, torch.Tensor], anchors: torch.Tensor, boxes: list[torch.Tensor],
+                 ratios: list[float | None], config: LossConfig = LossConfig()) -> list[dict[str, float]]:
+    """How the classification loss splits between positives and negatives with each OHEM ``ratio``
+    (``None``: every negative). Returns per ratio: ``positives`` / ``negatives`` (anchors used) and
+    ``positive_loss`` / ``negative_loss`` (summed cross-entropy)."""
+    logits = outputs["cls"].float()
+    gt, valid = pad_boxes([b.to(logits.device, torch.float32) for b in boxes])
+    m = match(anchors.to(logits.device, torch.float32), gt, valid, positive_iou=config.positive_iou,
+              negative_iou=config.negative_iou)
+    pos = m.labels == POSITIVE
+    ce = F.cross_entropy(logits.reshape(-1, 2), pos.long().reshape(-1), reduction="none").view(pos.shape)
+    rows = []
+    for r in ratios:
+        neg = ohem_mask(ce, m.labels, r, config.min_negatives) & ~pos
+        rows.append({"ratio": r, "positives": int(pos.sum()), "negatives": int(neg.sum()),
+                     "positive_loss": float(ce[pos].sum()), "negative_loss": float(ce[neg].sum())})
+    return rows

@@ -1,0 +1,258 @@
+"""Training and evaluating RetinaFace: recipes, the loss function the engine's Trainer calls, and the WIDER
+FACE evaluation of a model (book chapter "Training and evaluating RetinaFace").
+
+Recipes are frozen dataclasses with named presets:
+
+* ``quick`` — MobileNet-0.25 (common anchors) on the SynthFace ``widerface`` export, small input, AdamW,
+  a few CPU minutes;
+* ``quick-no-landmarks`` — ``quick`` with λ2 = 0 (the landmark-head ablation of the chapter);
+* ``full`` — the common implementation's recipe on WIDER FACE: MobileNet-0.25, 640 × 640 crops, batch 32,
+  SGD (lr 1e-3, momentum 0.9, weight decay 5e-4), 250 epochs;
+* ``full-resnet50`` — the same with ResNet-50 (ImageNet weights), 840 × 840 crops, batch 24, 100 epochs;
+* ``paper`` — the paper's setting: ResNet-50 with P2–P6 anchors, 640 × 640, SGD lr 1e-2 (after warm-up),
+  80 epochs, OHEM 3 : 1.
+
+Every recipe uses warm-up then cosine decay (the paper uses steps at epochs 55 and 68; the book says so).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from facelearn.detection.loss import LossConfig, MultiTaskLoss
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training recipe. model: a :data:`facelearn.detection.retinaface.PRESETS` name; image_size: side of
+    the square training crops; epochs, batch_size, lr, weight_decay, optimizer (``sgd`` or ``adamw``),
+    warmup_epochs; pretrained: ImageNet backbone (ResNets); loss: :class:`LossConfig`; synth_*: the SynthFace
+    export used when no data folder is given (train / val images and their size)."""
+
+    name: str
+    model: str = "mobilenet0.25-common"
+    image_size: int = 640
+    epochs: int = 250
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    optimizer: str = "sgd"
+    warmup_epochs: float = 5.0
+    pretrained: bool = False
+    loss: LossConfig = field(default_factory=LossConfig)
+    synth_train: int = 0
+    synth_val: int = 0
+    synth_image_size: int = 0
+
+
+PRESETS = {
+    "quick": TrainConfig("quick", image_size=256, epochs=20, batch_size=16, lr=3e-3, weight_decay=1e-4,
+                         optimizer="adamw", warmup_epochs=1.0, synth_train=400, synth_val=100, synth_image_size=320),
+    "quick-no-landmarks": TrainConfig("quick-no-landmarks", image_size=256, epochs=20, batch_size=16, lr=3e-3,
+                                      weight_decay=1e-4, optimizer="adamw", warmup_epochs=1.0, synth_train=400,
+                                      synth_val=100, synth_image_size=320, loss=LossConfig(landmark_weight=0.0)),
+    "full": TrainConfig("full", loss=LossConfig(neg_pos_ratio=7.0)),
+    "full-resnet50": TrainConfig("full-resnet50", model="resnet50-common", image_size=840, epochs=100,
+                                 batch_size=24, pretrained=True, loss=LossConfig(neg_pos_ratio=7.0)),
+    "paper": TrainConfig("paper", model="resnet50-paper", image_size=640, epochs=80, batch_size=32, lr=1e-2,
+                         pretrained=True),
+}
+
+
+def train_config(name: str, **changes: Any) -> TrainConfig:
+    """The recipe called ``name`` (keys of :data:`PRESETS`) with ``changes`` applied."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown training preset {name!r}; known: {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **changes)
+
+
+def dataset_batch_to_model(images: torch.Tensor, targets: list[dict]) -> tuple[torch.Tensor, list[dict]]:
+    """Convert a batch of :class:`facelearn.detection.dataset.WiderFaceDetection` — BGR images minus the
+    mean, coordinates divided by the image side — to the model's convention: RGB in [0, 1] and pixels."""
+    from facelearn.data.transforms import BGR_MEAN
+
+    mean = images.new_tensor(BGR_MEAN).view(1, 3, 1, 1)
+    rgb = ((images + mean) / 255.0).flip(1)
+    side = images.new_tensor([images.shape[-1], images.shape[-2]])
+    out = []
+    for t in targets:
+        mask = t["landmark_mask"].bool()
+        pts = torch.where(mask[:, None, None], t["landmarks"] * side, torch.full_like(t["landmarks"], -1.0))
+        out.append({"boxes": t["boxes"] * side.repeat(2), "landmarks": pts, "landmark_mask": mask})
+    return rgb, out
+
+
+def make_loss_fn(config: LossConfig = LossConfig()):
+    """``loss_fn(model, batch) -> (loss, logs)`` for the engine's Trainer, on batches of
+    :class:`facelearn.detection.dataset.WiderFaceDetection` + its ``collate`` (see
+    :func:`dataset_batch_to_model`); anchors are cached per input size."""
+    criterion = MultiTaskLoss(config)
+    cache: dict[tuple, torch.Tensor] = {}
+
+    def loss_fn(model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        images, targets = dataset_batch_to_model(*batch)
+        key = (tuple(images.shape[-2:]), images.device)
+        if key not in cache:
+            cache[key] = model.anchors(key[0], device=images.device)
+        outputs = model(images)
+        return criterion(outputs, cache[key], [t["boxes"] for t in targets], [t["landmarks"] for t in targets],
+                         [t["landmark_mask"] for t in targets])
+
+    return loss_fn
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (momentum 0.9) or AdamW with the recipe's lr; no weight decay on BatchNorm and biases."""
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}: expected sgd or adamw")
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """An image file as H×W×3 uint8 RGB; :class:`DataError` naming the file if it cannot be read."""
+    import cv2
+
+    from facelearn.errors import DataError
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DataError.at(path, None, "not a readable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+@torch.no_grad()
+def predict_folder(model: torch.nn.Module, images: list[Path], names: list[str], *, score_threshold: float = 0.02,
+                   max_size: int | None = None, progress: bool = True) -> dict[tuple[str, str], np.ndarray]:
+    """Run :func:`~facelearn.detection.postprocess.detect` on every image. names: ``<event>/<file>.jpg``.
+    Returns {(event, stem): (N, 5) x y w h score}, the form :func:`facelearn.detection.evaluation.evaluate`
+    reads."""
+    from tqdm.auto import tqdm
+
+    from facelearn.detection.postprocess import detect
+
+    out = {}
+    for path, name in tqdm(list(zip(images, names)), desc="detect", disable=not progress, leave=False):
+        det = detect(model, read_rgb(path), score_threshold=score_threshold, max_size=max_size)
+        b = det.boxes.numpy().astype(np.float64)
+        xywh = np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
+        out[Path(name).parent.name, Path(name).stem] = np.concatenate([xywh, det.scores.numpy()[:, None]], axis=1)
+    return out
+
+
+def evaluate_model(model: torch.nn.Module, root: str | os.PathLike, *, score_threshold: float = 0.02,
+                   max_size: int | None = None, progress: bool = True):
+    """WIDER FACE AP (easy / medium / hard) of ``model`` on the val split under ``root`` (the real data set
+    or a SynthFace export): ``root/WIDER_val/images`` and ``root/wider_face_split``. Returns
+    :class:`facelearn.detection.evaluation.WiderFaceResult`."""
+    from facelearn.data.widerface import read_val_ground_truth
+    from facelearn.detection.evaluation import evaluate
+
+    root = Path(root)
+    gt = read_val_ground_truth(root / "wider_face_split")
+    names = [f"{e}/{f}.jpg" for e in gt.events for f in gt.files[e]]
+    paths = [root / "WIDER_val" / "images" / n for n in names]
+    preds = predict_folder(model, paths, names, score_threshold=score_threshold, max_size=max_size,
+                           progress=progress)
+    return evaluate(preds, gt)
+
+
+def export_weights(model: torch.nn.Module, path: str | os.PathLike, *, preset: str, recipe: str,
+                   metrics: dict[str, Any] | None = None) -> Path:
+    """Write a small inference checkpoint: the weights, the model preset and the recipe that trained it,
+    plus ``metrics`` (e.g. the AP it reached). Read back with :func:`load_detector`."""
+    from facelearn.engine import save_checkpoint
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return save_checkpoint({"model": state, "preset": preset, "recipe": recipe, "metrics": metrics or {}}, path)
+
+
+def load_detector(path: str | os.PathLike, preset: str | None = None,
+                  device: torch.device | str | None = None) -> torch.nn.Module:
+    """A RetinaFace with weights from ``path`` — a file of :func:`export_weights` (which names its preset) or
+    a Trainer checkpoint (then ``preset`` names the model, default ``mobilenet0.25-common``). Eval mode."""
+    from facelearn.detection.retinaface import build
+    from facelearn.engine import load_checkpoint
+    from facelearn.errors import DataError
+
+    state = load_checkpoint(path)
+    if "model" not in state:
+        raise DataError.at(path, None, "no 'model' weights in this checkpoint")
+    model = build(preset or state.get("preset") or "mobilenet0.25-common")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise DataError.at(path, None, f"weights do not fit preset {preset or state.get('preset')!r} "
+                                       f"({str(err).splitlines()[0]})") from None
+    return model.to(device or "cpu").eval()
+
+
+def synthface_root(cfg: TrainConfig, seed: int = 0, progress: bool = True) -> Path:
+    """The SynthFace ``widerface`` export a recipe trains on, written under ``runtime.data_dir()`` the first
+    time it is asked for (a ``meta.json`` marks a finished export)."""
+    from facelearn import runtime
+    from facelearn.data.synthface import export_widerface
+
+    if not cfg.synth_train:
+        raise ValueError(f"recipe {cfg.name!r} trains on WIDER FACE: pass its folder as data root")
+    root = runtime.data_dir() / f"synthface_widerface_{cfg.synth_train}_{cfg.synth_val}_{cfg.synth_image_size}_s{seed}"
+    if not (root / "meta.json").is_file():
+        export_widerface(root, n_train=cfg.synth_train, n_val=cfg.synth_val, image_size=cfg.synth_image_size,
+                         seed=seed, progress=progress)
+    return root
+
+
+def train(cfg: TrainConfig, root: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
+          device: torch.device | str | None = None, seed: int = 0, progress: bool = True,
+          model: torch.nn.Module | None = None, callbacks: tuple = ()) -> tuple[torch.nn.Module, list[dict]]:
+    """Train a RetinaFace with the recipe ``cfg`` on ``root/train/label.txt`` + ``root/WIDER_train/images``
+    with the engine's Trainer (AMP on GPU; resumes from ``checkpoint`` when it exists).
+    Returns the trained model and the per-epoch history."""
+    from facelearn import runtime
+    from facelearn.data.transforms import DetectionAugment
+    from facelearn.detection.dataset import WiderFaceDetection, collate
+    from facelearn.detection.retinaface import build
+    from facelearn.engine import Trainer, cosine_schedule, make_loader
+
+    runtime.seed_everything(seed)
+    root = Path(root)
+    dataset = WiderFaceDetection(root, "train", train=True, augment=DetectionAugment(size=cfg.image_size))
+    loader = make_loader(dataset, cfg.batch_size, shuffle=True, seed=seed, drop_last=len(dataset) > cfg.batch_size,
+                         collate_fn=collate)
+    model = model if model is not None else build(cfg.model, pretrained=cfg.pretrained)
+    optimizer = build_optimizer(model, cfg)
+    steps = cfg.epochs * len(loader)
+    scheduler = cosine_schedule(optimizer, steps, int(cfg.warmup_epochs * len(loader)))
+    trainer = Trainer(model, optimizer, make_loss_fn(cfg.loss), device=device, scheduler=scheduler,
+                      grad_clip=10.0, checkpoint=checkpoint, seed=seed, callbacks=callbacks)
+    history = trainer.fit(loader, cfg.epochs, progress=progress)
+    return trainer.model.eval(), history
+
+
+#: The checkpoints shipped with the book (``make checkpoints`` regenerates them): file name → recipe.
+SHIPPED = {"retinaface_mnet025_quick.pt": "quick",
+           "retinaface_mnet025_quick_no_landmarks.pt": "quick-no-landmarks"}
+
+
+def find_checkpoint(name: str) -> Path:
+    """A shipped checkpoint (keys of :data:`SHIPPED`): looked for in the repository's ``checkpoints/``
+    folder, then in ``runtime.cache_dir()``. A ``FileNotFoundError`` gives the command that makes it."""
+    from facelearn import runtime
+
+    if name not in SHIPPED:
+        raise ValueError(f"unknown checkpoint {name!r}; known: {', '.join(SHIPPED)}")
+    for folder in (Path(__file__).resolve().parents[2] / "checkpoints", runtime.cache_dir()):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"{name} not found; make it with `facelearn train retinaface --preset {SHIPPED[name]} "
+                            f"--export {runtime.cache_dir() / name}`")

@@ -1,0 +1,124 @@
+"""``facelearn train pfld`` and ``facelearn eval landmarks`` (book: chapter "PFLD", and "How to run it").
+
+One module registers into two groups; :func:`register` looks at which group's sub-parsers it was given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from facelearn.errors import DataError
+
+
+def default_synthface_root() -> Path:
+    """Where the ``quick`` recipe's SynthFace ``wflw`` export lives: ``data_dir()/synthface-wflw``."""
+    from facelearn import runtime
+
+    return runtime.data_dir() / "synthface-wflw"
+
+
+def ensure_synthface(root: Path, n_train: int, n_test: int, seed: int = 0, progress: bool = True) -> Path:
+    """Export SynthFace's WFLW-format data set to ``root`` unless its annotation files are already there."""
+    ann = root / "WFLW_annotations" / "list_98pt_rect_attr_train_test" / "list_98pt_rect_attr_test.txt"
+    if not ann.exists():
+        from facelearn.data.synthface import export_wflw
+
+        export_wflw(root, n_train=n_train, n_test=n_test, seed=seed, progress=progress)
+    return root
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"{'subset':<14} {'faces':>6} {'NME':>8} {'FR@0.1':>8} {'AUC@0.1':>8}")
+    for name, s in summary.items():
+        print(f"{name:<14} {s['n']:>6} {s['nme']:>8.4f} {s['fr']:>8.4f} {s['auc']:>8.4f}")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from facelearn.landmarks import recipe as R
+    from facelearn.landmarks.loss import LossConfig
+
+    rec = R.recipe(args.preset)
+    rec = rec.with_(loss=LossConfig(weighted=args.loss == "weighted", distance=args.distance))
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
+        rec = rec.with_(epochs=args.epochs)
+    root = Path(args.data) if args.data else None
+    if root is None:
+        if rec.synth_train == 0:
+            raise ValueError(f"preset {rec.name!r} trains on real WFLW: give --data DIR (the WFLW folder)")
+        root = ensure_synthface(default_synthface_root(), rec.synth_train, rec.synth_test, progress=True)
+    out = Path(args.out)
+    model, trainer = R.train(rec, root, checkpoint=out.with_suffix(".trainer.pt"), device=args.device,
+                             seed=args.seed, progress=True)
+    records, images = R.load_split(root, "test")
+    errors, summary = R.evaluate(model["pfld"].eval(), records, images, rec.crops)
+    R.export(model, out, recipe=rec.name, loss="weighted" if rec.loss.weighted else "plain",
+             distance=rec.loss.distance, test_nme=summary["all"]["nme"], epochs=rec.epochs, seed=args.seed)
+    print(f"saved {out} (test NME {summary['all']['nme']:.4f} on {len(errors)} faces)")
+    _print_summary(summary, False)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from facelearn.data.wflw import read_wflw
+    from facelearn.landmarks import metrics
+
+    if args.pred:
+        if not args.gt:
+            raise ValueError("--pred needs --gt (the annotation file to compare with)")
+        pred, gt = read_wflw(args.pred), read_wflw(args.gt)
+        if len(pred) != len(gt):
+            raise DataError.at(args.pred, None, f"{len(pred)} faces but {args.gt} has {len(gt)}")
+        for k, (p, g) in enumerate(zip(pred, gt), start=1):
+            if p.image != g.image:
+                raise DataError.at(args.pred, k, f"image {p.image!r} but the ground truth has {g.image!r}")
+        errors = metrics.nme(np.stack([p.landmarks for p in pred]), np.stack([g.landmarks for g in gt]))
+        summary = metrics.summary(errors, np.stack([g.attributes for g in gt]))
+    else:
+        if not (args.checkpoint and args.data):
+            raise ValueError("give --checkpoint and --data (a model on a WFLW folder), or --pred and --gt")
+        from facelearn.landmarks import recipe as R
+
+        model = R.load(args.checkpoint, device=args.device or "cpu")
+        records, images = R.load_split(args.data, args.split)
+        _, summary = R.evaluate(model, records, images)
+    _print_summary(summary, args.json)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``pfld`` under ``facelearn train`` or ``landmarks`` under ``facelearn eval``."""
+    from facelearn.cli import subparser
+
+    if subparsers.dest.startswith("train"):
+        p = subparser(subparsers, "pfld", "train PFLD and its auxiliary Euler-angle net (recipe quick or full)",
+                      "facelearn train pfld --preset quick --out pfld-quick.pt", _cmd_train)
+        p.add_argument("--preset", default="quick", choices=["quick", "full"], help="training recipe")
+        p.add_argument("--data", help="WFLW-layout folder (default for quick: a SynthFace export, made if missing)")
+        p.add_argument("--out", required=True, help="model checkpoint to write (trainer state goes beside it)")
+        p.add_argument("--loss", default="weighted", choices=["weighted", "plain"], help="PFLD loss or plain")
+        p.add_argument("--distance", default="l2", choices=["l2", "l1"], help="landmark distance")
+        p.add_argument("--epochs", type=int, help="override the recipe's epochs")
+        p.add_argument("--seed", type=int, default=0, help="random seed")
+        p.add_argument("--device", help="cpu, cuda, mps (default: best available)")
+    elif subparsers.dest.startswith("eval"):
+        p = subparser(subparsers, "landmarks", "NME (inter-ocular), FR@0.1, AUC@0.1, per WFLW attribute subset",
+                      "facelearn eval landmarks --checkpoint pfld-quick.pt --data ~/.cache/facelearn/data/"
+                      "synthface-wflw --json", _cmd_eval)
+        p.add_argument("--checkpoint", help="PFLD checkpoint from 'facelearn train pfld'")
+        p.add_argument("--data", help="WFLW-layout folder to evaluate on")
+        p.add_argument("--split", default="test", choices=["train", "test"], help="which annotation file")
+        p.add_argument("--pred", help="predicted landmarks as a WFLW annotation file (instead of a model)")
+        p.add_argument("--gt", help="ground-truth WFLW annotation file, same faces in the same order as --pred")
+        p.add_argument("--device", help="cpu, cuda, mps")
+        p.add_argument("--json", action="store_true", help="print JSON")
+    else:
+        raise ValueError(f"facelearn.landmarks.commands registers under 'train' or 'eval', not {subparsers.dest!r}")

@@ -1,0 +1,219 @@
+"""PFLD training recipes, training, prediction and evaluation (book: chapter "PFLD", training section).
+
+``quick`` trains PFLD 0.25X on the SynthFace ``wflw`` export on a CPU; ``full`` is the WFLW recipe for PFLD
+1X on a GPU (Adam, batch 256, weight decay 1e-6 as in the reference implementation, cosine schedule).
+Both call the same :func:`train`, which uses :class:`facelearn.engine.Trainer`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from facelearn.data.wflw import LandmarkRecord, read_wflw, wflw_files
+from facelearn.engine import Trainer, cosine_schedule, load_checkpoint, make_loader, save_checkpoint
+from facelearn.landmarks import metrics
+from facelearn.landmarks.crops import CropConfig, LandmarkCrops, to_image_coordinates
+from facelearn.landmarks.loss import LossConfig, PFLDObjective, categories, category_weights
+from facelearn.landmarks.pfld import PFLD, PFLDConfig, pfld_pair
+
+
+@dataclass(frozen=True)
+class PFLDRecipe:
+    """Everything a PFLD training run needs besides the data folder."""
+
+    name: str
+    model: PFLDConfig
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_steps: int = 0
+    loss: LossConfig = LossConfig()
+    crops: CropConfig = CropConfig()
+    synth_train: int = 0   # SynthFace faces to export when the data folder is empty (quick only)
+    synth_test: int = 0
+    note: str = ""
+
+    def with_(self, **changes) -> "PFLDRecipe":
+        """A copy with some fields changed (e.g. ``loss=LossConfig(weighted=False)``)."""
+        return dataclasses.replace(self, **changes)
+
+
+RECIPES = {
+    "quick": PFLDRecipe("quick", PFLDConfig(0.25), epochs=30, batch_size=32, lr=3e-3, weight_decay=1e-6,
+                        warmup_steps=50, synth_train=1500, synth_test=300,
+                        note="PFLD 0.25X on the SynthFace wflw export, CPU"),
+    "full": PFLDRecipe("full", PFLDConfig(1.0), epochs=150, batch_size=256, lr=1e-3, weight_decay=1e-6,
+                       warmup_steps=500, note="PFLD 1X on WFLW (7,500 training faces), one GPU"),
+}
+
+
+def recipe(name: str) -> PFLDRecipe:
+    """The recipe called ``name`` (``quick`` or ``full``)."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown PFLD recipe {name!r}; known: {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def load_split(root: str | os.PathLike, split: str) -> tuple[list[LandmarkRecord], Path]:
+    """(records, images folder) of the ``train`` or ``test`` split of a WFLW-layout folder."""
+    files = wflw_files(root)
+    return read_wflw(files[split]), files["images"]
+
+
+def training_statistics(dataset: LandmarkCrops) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ω^c (C,), mean shape (2P,)) of the training set: the inverse category frequencies from each face's
+    un-augmented crop angles and attributes, and the mean crop landmarks (the regressor's starting point)."""
+    plain = LandmarkCrops(dataset.records, dataset.images_dir, augment=False, config=dataset.config,
+                          cache_images=False)
+    rows = [plain[i] for i in range(len(plain))]
+    angles = torch.stack([r["angles"] for r in rows])
+    attrs = torch.stack([r["attributes"] for r in rows])
+    mean_shape = torch.stack([r["landmarks"] for r in rows]).mean(0)
+    return category_weights(categories(angles, attrs)), mean_shape
+
+
+def train(rec: PFLDRecipe, data_root: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
+          device: torch.device | str | None = None, seed: int = 0, progress: bool = True,
+          epochs: int | None = None) -> tuple[nn.ModuleDict, Trainer]:
+    """Train PFLD and its auxiliary net with ``rec`` on the ``train`` split under ``data_root``.
+
+    Returns the ``nn.ModuleDict`` (``pfld``, ``aux``) and the trainer (``trainer.history``,
+    ``trainer.omega``). Resumes from ``checkpoint`` when it exists.
+    """
+    torch.manual_seed(seed)
+    records, images = load_split(data_root, "train")
+    data = LandmarkCrops(records, images, augment=True, config=rec.crops)
+    omega, mean_shape = training_statistics(data)
+    model = pfld_pair(rec.model)
+    if not (checkpoint is not None and Path(checkpoint).exists()):
+        with torch.no_grad():  # start from the mean shape: the fully connected layer only learns offsets
+            model["pfld"].fc.bias.copy_(mean_shape)
+            model["pfld"].fc.weight.mul_(0.1)
+    opt = torch.optim.Adam(model.parameters(), lr=rec.lr, weight_decay=rec.weight_decay)
+    loader = make_loader(data, min(rec.batch_size, len(data)), shuffle=True, seed=seed, drop_last=True)
+    n_epochs = epochs or rec.epochs
+    sched = cosine_schedule(opt, n_epochs * len(loader), rec.warmup_steps)
+    trainer = Trainer(model, opt, PFLDObjective(omega, rec.loss), device=device, scheduler=sched,
+                      checkpoint=checkpoint, seed=seed, grad_clip=10.0)
+    trainer.omega = omega
+    trainer.fit(loader, n_epochs, progress=progress)
+    return model, trainer
+
+
+def export(model: nn.ModuleDict | PFLD, path: str | os.PathLike, **info) -> Path:
+    """Save the landmark network alone (no auxiliary net, no optimiser) with its config: a small checkpoint."""
+    pfld = model["pfld"] if isinstance(model, nn.ModuleDict) else model
+    state = {"config": dataclasses.asdict(pfld.config), "state_dict": pfld.state_dict(), **info}
+    return save_checkpoint(state, path)
+
+
+def load(path: str | os.PathLike, device: torch.device | str = "cpu") -> PFLD:
+    """A PFLD model from :func:`export`'s checkpoint, or from a trainer checkpoint (``model.pfld.*``)."""
+    state = load_checkpoint(path, map_location=device)
+    if "state_dict" in state:
+        model = PFLD(PFLDConfig(**state["config"]))
+        model.load_state_dict(state["state_dict"])
+    else:
+        weights = {k[len("pfld."):]: v for k, v in state["model"].items() if k.startswith("pfld.")}
+        width = weights["stem.0.0.weight"].shape[0] / 64
+        n_points = weights["fc.weight"].shape[0] // 2
+        model = PFLD(PFLDConfig(width, n_points))
+        model.load_state_dict(weights)
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def predict(model: PFLD, dataset: LandmarkCrops, batch_size: int = 64) -> np.ndarray:
+    """Landmarks in image pixels for every face of ``dataset`` (un-augmented) → (N, P, 2)."""
+    model.eval()
+    dev = next(model.parameters()).device
+    out = []
+    for batch in make_loader(dataset, batch_size, shuffle=False):
+        pred, _ = model(batch["image"].to(dev))
+        out.append(to_image_coordinates(pred, batch["matrix"], dataset.config.size))
+    return np.concatenate(out)
+
+
+def evaluate(model: PFLD, records: list[LandmarkRecord], images_dir: str | os.PathLike,
+             config: CropConfig = CropConfig()) -> tuple[np.ndarray, dict]:
+    """Per-face NME (N,) and :func:`facelearn.landmarks.metrics.summary` of ``model`` on ``records``."""
+    data = LandmarkCrops(records, images_dir, augment=False, config=config)
+    pred = predict(model, data)
+    target = np.stack([r.landmarks for r in records])
+    errors = metrics.nme(pred, target)
+    return errors, metrics.summary(errors, np.stack([r.attributes for r in records]))
+
+
+def shipped_checkpoint(name: str) -> Path:
+    """A checkpoint shipped with facelearn (``pfld-quick``, ``pfld-quick-plain``), made by ``make checkpoints``."""
+    path = Path(__file__).parent / "checkpoints" / f"{name}.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not shipped; regenerate it with 'make checkpoints'")
+    return path
+
+
+def multiply_adds(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply–accumulate operations of one forward pass of ``model`` on one input of ``input_shape``
+    (convolutions and fully connected layers; counted with forward hooks on a zero input)."""
+    total = 0
+
+    def conv(m: nn.Conv2d, i, o) -> None:
+        nonlocal total
+        total += o.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
+    def linear(m: nn.Linear, i, o) -> None:
+        nonlocal total
+        total += m.in_features * m.out_features
+
+    hooks = [m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)
+             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, *input_shape))
+    model.train(was_training)
+    for h in hooks:
+        h.remove()
+    return total
+
+
+def estimate_angles(records: list[LandmarkRecord], images_dir: str | os.PathLike) -> np.ndarray:
+    """Yaw, pitch, roll (radians) of each face from its annotated landmarks with
+    :func:`facelearn.landmarks.euler.euler_from_landmarks`, in the camera of its full image → (N, 3)."""
+    import cv2
+
+    from facelearn.errors import DataError
+    from facelearn.landmarks.euler import euler_from_landmarks
+
+    out = []
+    for r in records:
+        path = Path(images_dir) / r.image
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise DataError.at(path, None, "missing or unreadable image")
+        out.append(euler_from_landmarks(r.landmarks, img.shape[1], img.shape[0]))
+    return np.stack(out)
+
+
+def true_angles(root: str | os.PathLike, records: list[LandmarkRecord]) -> np.ndarray:
+    """The true yaw, pitch, roll (degrees) of SynthFace faces from the export's ``meta.json`` → (N, 3)."""
+    import json
+
+    from facelearn.errors import DataError
+
+    path = Path(root) / "meta.json"
+    if not path.is_file():
+        raise DataError.at(path, None, "no meta.json: true angles exist only for SynthFace exports")
+    meta = json.loads(path.read_text())["images"]
+    try:
+        return np.array([[meta[r.image][k] for k in ("yaw", "pitch", "roll")] for r in records], dtype=np.float64)
+    except KeyError as err:
+        raise DataError.at(path, None, f"no pose recorded for image {err.args[0]!r}") from None

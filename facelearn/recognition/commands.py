@@ -1,0 +1,160 @@
+"""``facelearn train recognition`` and ``facelearn eval verification`` (book: "How to run it", loss chapters).
+
+    facelearn train recognition --data DIR --loss arcface --out model.pt [--val pairs.txt|set.bin]
+    facelearn eval verification --bin lfw.bin --checkpoint model.pt --json
+    facelearn eval verification --embeddings E.npy --issame S.npy --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facelearn.errors import DataError
+
+
+def load_verification_set(path: str | Path, size: int, root: str | Path | None = None,
+                          progress: bool = True) -> tuple[torch.Tensor, np.ndarray]:
+    """A ``.bin`` set or an LFW-style pairs file → (images (2P, 3, size, size), issame (P,))."""
+    from facelearn.data import identities
+
+    path = Path(path)
+    if path.suffix == ".bin":
+        return identities.read_bin(path, size, progress=progress)
+    pairs, issame = identities.read_pairs(path, root)
+    return identities.load_pair_images(pairs, size, progress=progress), issame
+
+
+def load_training_set(data: str | Path, size: int, progress: bool = True):  # noqa: ANN201
+    """An identity folder (loaded into memory when small) or a ``.rec`` (with its ``.idx``) → (dataset, classes)."""
+    from torch.utils.data import TensorDataset
+
+    from facelearn.data import identities
+
+    data = Path(data)
+    if data.suffix == ".rec":
+        ds = identities.RecordIODataset(data, data.with_suffix(".idx"), size)
+        labels = [int(identities.unpack_record(ds.record.read(k))[0][0]) for k in ds.keys]
+        return ds, max(labels) + 1
+    folder = identities.IdentityFolder(data, size)
+    if len(folder) <= 50_000:
+        images, labels = folder.load_all(progress=progress)
+        return TensorDataset(images, labels), len(folder.classes)
+    return folder, len(folder.classes)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from facelearn import runtime
+    from facelearn.recognition import training, verification
+
+    base = training.RecognitionRecipe.full() if args.preset == "full" else training.RecognitionRecipe.quick()
+    changes = {k: v for k, v in {"loss": args.loss, "epochs": args.epochs, "s": args.s, "m": args.m,
+                                 "backbone": args.backbone, "lr": args.lr, "batch_size": args.batch_size}.items()
+               if v is not None}
+    if "loss" in changes and args.m is None:
+        changes["m"] = training.default_margin(changes["loss"])
+    if "backbone" in changes:
+        from facelearn.models import preset
+        changes["input_size"] = preset(changes["backbone"]).input_size[-1]
+    recipe = training.RecognitionRecipe(**{**base.__dict__, **changes})
+    if recipe.loss not in training.LOSSES:
+        raise ValueError(f"unknown loss {recipe.loss!r}; known: {', '.join(training.LOSSES)}")
+    runtime.seed_everything(args.seed)
+    if args.data is None:  # the chapters' SynthFace identity set, exported on first use, with its pairs
+        dataset, n_classes, val_images, val_same = training.synthface_identities()
+        args.val = args.val or "synthface"
+    else:
+        dataset, n_classes = load_training_set(args.data, recipe.input_size)
+    print(f"training {recipe.backbone} with {recipe.loss} on {len(dataset)} images of {n_classes} identities")
+    backbone, _, history = training.train(recipe, dataset, n_classes, device=args.device, seed=args.seed)
+    extra = {"final_loss": history[-1]["loss"] if history else float("nan")}
+    if args.val:
+        if args.val == "synthface":
+            images, issame = val_images, val_same
+        else:
+            images, issame = load_verification_set(args.val, recipe.input_size, args.val_root)
+        result = verification.verify(backbone, images, issame)
+        extra.update(accuracy=result.accuracy, std=result.std, val=str(args.val))
+        print(f"verification on {args.val}: {result.accuracy:.4f} ± {result.std:.4f}")
+    path = training.save_model(backbone.cpu(), recipe, args.out, **extra)
+    print(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from facelearn.recognition import training, verification
+
+    if args.embeddings is not None:
+        if args.issame is None:
+            raise ValueError("--embeddings needs --issame")
+        emb, issame = _load_npy(args.embeddings), _load_npy(args.issame).astype(bool)
+        if emb.ndim != 2 or len(emb) != 2 * len(issame):
+            raise DataError.at(args.embeddings, None, f"expected ({2 * len(issame)}, D) embeddings for "
+                               f"{len(issame)} pairs, got shape {emb.shape}")
+        scores = verification.pair_scores(emb)
+    else:
+        if args.data is None or args.checkpoint is None:
+            raise ValueError("give --bin/--pairs with --checkpoint, or --embeddings with --issame")
+        backbone, recipe, _ = training.load_model(args.checkpoint, args.device or "cpu")
+        images, issame = load_verification_set(args.data, recipe.input_size, args.root, progress=not args.json)
+        emb = verification.embed(backbone, images, flip=not args.no_flip, progress=not args.json)
+        scores = verification.pair_scores(emb)
+    result = verification.evaluate(scores, issame, n_folds=args.folds)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        print(f"accuracy {result.accuracy:.4f} ± {result.std:.4f} over {args.folds} folds "
+              f"({result.n_pairs} pairs), threshold {result.threshold:.4f}, AUC {result.roc_auc:.4f}")
+        for far, tar in result.tar_at_far.items():
+            print(f"TAR@FAR={far}: {tar:.4f}")
+    return 0
+
+
+def _load_npy(path: str) -> np.ndarray:
+    if not Path(path).is_file():
+        raise DataError.at(path, None, "no such file")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as err:
+        raise DataError.at(path, None, f"not a plain .npy array ({err})") from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from facelearn.cli import subparser
+    from facelearn.recognition.training import LOSSES
+
+    if subparsers.dest == "train_command":
+        p = subparser(subparsers, "recognition", "train a face-recognition backbone with a margin or metric loss",
+                      "facelearn train recognition --data faces/train --loss arcface --val faces/pairs.txt "
+                      "--out arcface.pt", _train)
+        p.add_argument("--data", help="identity folder (root/<identity>/<image>) or train.rec (default: the "
+                       "chapters' SynthFace identity set, exported if missing, validated on its pairs)")
+        p.add_argument("--preset", choices=("quick", "full"), default="quick", help="recipe")
+        p.add_argument("--loss", choices=LOSSES, help="loss (default: the preset's, arcface)")
+        p.add_argument("--backbone", help="model preset (see `facelearn models --task recognition`)")
+        p.add_argument("--epochs", type=int)
+        p.add_argument("--batch-size", type=int)
+        p.add_argument("--lr", type=float)
+        p.add_argument("--s", type=float, help="scale s of the normalised heads")
+        p.add_argument("--m", type=float, help="margin (ArcFace m, CosFace m, SphereFace integer m)")
+        p.add_argument("--val", help="pairs file or .bin to evaluate on after training")
+        p.add_argument("--val-root", help="image root of a pairs file (default: its folder)")
+        p.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--out", required=True, help="checkpoint to write (backbone + recipe)")
+    else:
+        p = subparser(subparsers, "verification", "10-fold verification accuracy, ROC AUC and TAR@FAR on pairs",
+                      "facelearn eval verification --data lfw.bin --checkpoint arcface.pt --json", _eval)
+        p.add_argument("--data", "--bin", "--pairs", dest="data", help=".bin set or LFW-style pairs.txt")
+        p.add_argument("--root", help="image root of a pairs file (default: its folder)")
+        p.add_argument("--checkpoint", help="model written by `facelearn train recognition`")
+        p.add_argument("--embeddings", help="precomputed (2P, D) embeddings .npy, pairs in consecutive rows")
+        p.add_argument("--issame", help="(P,) booleans .npy")
+        p.add_argument("--folds", type=int, default=10)
+        p.add_argument("--no-flip", action="store_true", help="do not add the mirrored image's embedding")
+        p.add_argument("--device", help="cpu, cuda, mps")
+        p.add_argument("--json", action="store_true", help="print JSON")

@@ -1,0 +1,250 @@
+"""Training a recognition model with any loss of the book (book chapters "Metric learning" to "Beyond ArcFace").
+
+A :class:`RecognitionRecipe` is the whole recipe as data (backbone, loss, s, m, schedule); ``quick`` is the
+CPU chapters' SmallCNN on 32-px SynthFace identities, ``full`` insightface's ms1mv2_r50 recipe (iResNet-50,
+ArcFace s = 64, m = 0.5, SGD lr 0.1, 20 epochs). :func:`train` runs it with :class:`facelearn.engine.Trainer`
+and returns the backbone; :func:`save_model`/:func:`load_model` write and read the small checkpoint that
+``facelearn eval verification`` and the chapters use (backbone weights + recipe, no class weights).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset, Sampler
+
+from facelearn.engine import Trainer, cosine_schedule, load_checkpoint, make_loader, save_checkpoint
+from facelearn.models import preset
+from facelearn.recognition import beyond, margins, metric
+from facelearn.recognition.normalisation import NormFaceHead, SoftmaxHead
+
+LOSSES = ("softmax", "center", "triplet", "lsoftmax", "sphereface", "normface", "cosface", "arcface", "combined",
+          "subcenter", "curricularface", "adaface")
+
+
+@dataclass(frozen=True)
+class RecognitionRecipe:
+    """One training recipe. ``backbone`` names a :mod:`facelearn.models` preset; ``s``/``m`` apply to the
+    normalised heads (ArcFace's m2, CosFace's m3; ``m`` is the integer margin of L-Softmax/SphereFace)."""
+
+    name: str = "quick"
+    backbone: str = "synthface-cnn"
+    input_size: int = 32
+    loss: str = "arcface"
+    s: float = 32.0
+    m: float = 0.5
+    epochs: int = 12
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    triplet_margin: float = 0.2
+    images_per_identity: int = 4  # K of the P×K batches used by the triplet loss
+    flip: bool = True  # random horizontal flips of half of each batch
+
+    @classmethod
+    def quick(cls, **changes: Any) -> "RecognitionRecipe":
+        """The CPU chapters' recipe (SmallCNN, 32 px, AdamW); ``changes`` override fields."""
+        return replace(cls(), **changes)
+
+    @classmethod
+    def full(cls, **changes: Any) -> "RecognitionRecipe":
+        """insightface's ms1mv2_r50: iResNet-50, 112 px, ArcFace s = 64, m = 0.5, SGD 0.1, batch 128 × 8 GPUs."""
+        return replace(cls("full", "iresnet50", 112, "arcface", 64.0, 0.5, 20, 128, "sgd", 0.1, 5e-4, 0.0), **changes)
+
+
+def default_margin(loss: str) -> float:
+    """Each paper's margin: CosFace 0.35, ArcFace 0.5, L-Softmax/SphereFace 4, AdaFace 0.4."""
+    return {"cosface": 0.35, "lsoftmax": 4, "sphereface": 4, "adaface": 0.4}.get(loss, 0.5)
+
+
+def make_head(loss: str, in_features: int, n_classes: int, s: float = 64.0, m: float | None = None) -> nn.Module:
+    """The margin head of ``loss`` (one of :data:`LOSSES` except ``triplet``): (N, D), (N,) → loss."""
+    m = default_margin(loss) if m is None else m
+    heads = {
+        "softmax": lambda: SoftmaxHead(in_features, n_classes),
+        "center": lambda: metric.CenterLossHead(in_features, n_classes),
+        "lsoftmax": lambda: margins.LSoftmaxHead(in_features, n_classes, int(m)),
+        "sphereface": lambda: margins.SphereFaceHead(in_features, n_classes, int(m)),
+        "normface": lambda: NormFaceHead(in_features, n_classes, s),
+        "cosface": lambda: margins.CosFaceHead(in_features, n_classes, s, m),
+        "arcface": lambda: margins.ArcFaceHead(in_features, n_classes, s, m),
+        "combined": lambda: margins.CombinedMarginHead(in_features, n_classes, s, 1.0, 0.3, 0.2),
+        "subcenter": lambda: beyond.SubCenterArcFaceHead(in_features, n_classes, 3, s, m),
+        "curricularface": lambda: beyond.CurricularFaceHead(in_features, n_classes, s, m),
+        "adaface": lambda: beyond.AdaFaceHead(in_features, n_classes, s, m),
+    }
+    if loss not in heads:
+        raise ValueError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
+    return heads[loss]()
+
+
+class PKSampler(Sampler[list[int]]):
+    """Batches of P identities × K images each (FaceNet sec. 3.2, Hermans et al. 2017), so every batch holds
+    positives for the triplet loss. labels: (N,) ints; yields lists of indices, one list per batch."""
+
+    def __init__(self, labels: torch.Tensor, p: int, k: int, seed: int = 0) -> None:
+        self.labels, self.p, self.k, self.seed, self.epoch = torch.as_tensor(labels), p, k, seed, 0
+        self.groups = [torch.nonzero(self.labels == c).squeeze(1) for c in torch.unique(self.labels)]
+        self.groups = [g for g in self.groups if len(g) >= 2]
+
+    def __len__(self) -> int:
+        return max(1, len(self.labels) // (self.p * self.k))
+
+    def __iter__(self):  # noqa: ANN204
+        g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
+        self.epoch += 1
+        for _ in range(len(self)):
+            ids = torch.randperm(len(self.groups), generator=g)[: self.p]
+            batch = []
+            for i in ids.tolist():
+                grp = self.groups[i]
+                batch += grp[torch.randperm(len(grp), generator=g)[: self.k]].tolist()
+            yield batch
+
+
+def random_flip(x: torch.Tensor) -> torch.Tensor:
+    """Mirror a random half of the images of a batch (N, C, H, W) horizontally (torch's global generator)."""
+    mask = torch.rand(len(x), device=x.device) < 0.5
+    return torch.where(mask[:, None, None, None], torch.flip(x, dims=[3]), x)
+
+
+def _labels_of(dataset: Dataset) -> torch.Tensor:
+    if hasattr(dataset, "tensors"):
+        return dataset.tensors[1]
+    if hasattr(dataset, "samples"):
+        return torch.tensor([lab for _, lab in dataset.samples])
+    return torch.tensor([int(dataset[i][1]) for i in range(len(dataset))])
+
+
+def train(recipe: RecognitionRecipe, dataset: Dataset, n_classes: int, *, device: torch.device | str | None = None,
+          seed: int = 0, checkpoint: str | os.PathLike | None = None, progress: bool = True,
+          callbacks: tuple = ()) -> tuple[nn.Module, nn.Module, list[dict]]:
+    """Train ``recipe.backbone`` with ``recipe.loss`` on ``dataset`` (items (image, label)).
+
+    Returns (backbone, head (``None`` for triplet), history). The head and backbone train together in one
+    ``nn.ModuleDict`` through :class:`facelearn.engine.Trainer` (AMP, checkpoints, exact resume).
+    """
+    torch.manual_seed(seed)
+    backbone = preset(recipe.backbone).build()
+    dim = backbone(torch.zeros(2, 3, recipe.input_size, recipe.input_size)).shape[1]
+    modules = {"backbone": backbone}
+    if recipe.loss != "triplet":
+        modules["head"] = make_head(recipe.loss, dim, n_classes, recipe.s, recipe.m)
+    model = nn.ModuleDict(modules)
+
+    if recipe.loss == "triplet":
+        sampler = PKSampler(_labels_of(dataset), recipe.batch_size // recipe.images_per_identity,
+                            recipe.images_per_identity, seed)
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler)
+
+        def loss_fn(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+            x, y = batch
+            x = random_flip(x) if recipe.flip else x
+            return metric.triplet_loss(model["backbone"](x), y, recipe.triplet_margin, "semihard")
+    else:
+        loader = make_loader(dataset, recipe.batch_size, shuffle=True, seed=seed, drop_last=True)
+
+        def loss_fn(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+            x, y = batch
+            x = random_flip(x) if recipe.flip else x
+            loss = model["head"](model["backbone"](x), y)
+            return loss, dict(getattr(model["head"], "last", {}))
+
+    steps = recipe.epochs * len(loader)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if recipe.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay)
+    else:
+        opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    sched = cosine_schedule(opt, steps, int(recipe.warmup_epochs * len(loader)))
+    trainer = Trainer(model, opt, loss_fn, device=device, scheduler=sched, grad_clip=5.0, checkpoint=checkpoint,
+                      seed=seed, callbacks=callbacks)
+    history = trainer.fit(loader, recipe.epochs, progress=progress)
+    return model["backbone"], model["head"] if "head" in model else None, history
+
+
+def save_model(backbone: nn.Module, recipe: RecognitionRecipe, path: str | os.PathLike, **extra: Any) -> Path:
+    """Write the backbone's weights (fp16, to stay small) and the recipe: the checkpoint that
+    ``facelearn eval verification --checkpoint`` reads. ``extra``: plain values to store (e.g. accuracy)."""
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in backbone.state_dict().items()}
+    return save_checkpoint({"backbone": state, "recipe": asdict(recipe), "extra": extra}, path)
+
+
+def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, RecognitionRecipe, dict]:
+    """Read a :func:`save_model` checkpoint → (backbone in eval mode, recipe, extra)."""
+    state = load_checkpoint(path)
+    recipe = RecognitionRecipe(**state["recipe"])
+    backbone = preset(recipe.backbone).build()
+    backbone.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["backbone"].items()})
+    return backbone.to(device).eval(), recipe, dict(state.get("extra", {}))
+
+
+@dataclass(frozen=True)
+class SynthFaceIdentities:
+    """The size of the SynthFace identity set of the CPU chapters (``quick``)."""
+
+    n_identities: int = 300
+    images_per_identity: int = 10
+    n_test_identities: int = 100
+    image_size: int = 32
+    seed: int = 0
+
+    @property
+    def folder(self) -> str:
+        return (f"synthface-identities-{self.n_identities}x{self.images_per_identity}-"
+                f"{self.n_test_identities}-{self.image_size}px-seed{self.seed}")
+
+
+def synthface_identities(config: SynthFaceIdentities = SynthFaceIdentities(), progress: bool = True):  # noqa: ANN201
+    """Export (once, under :func:`facelearn.runtime.data_dir`) and load the chapters' SynthFace identity set.
+
+    Returns (train TensorDataset of (3, S, S) images in [−1, 1] with labels, number of training identities,
+    pair images (2P, 3, S, S), issame (P,)). The same files are what ``facelearn train recognition --data``
+    and ``facelearn eval verification --pairs`` read.
+    """
+    from torch.utils.data import TensorDataset
+
+    from facelearn import runtime
+    from facelearn.data import identities
+
+    root = runtime.data_dir() / config.folder
+    if not (root / "meta.json").is_file():
+        from facelearn.data.synthface import export_identities
+
+        export_identities(root, n_identities=config.n_identities, images_per_identity=config.images_per_identity,
+                          n_test_identities=config.n_test_identities, image_size=config.image_size,
+                          seed=config.seed, progress=progress)
+    folder = identities.IdentityFolder(root / "train", config.image_size)
+    images, labels = folder.load_all()
+    pairs, issame = identities.read_pairs(root / "pairs.txt")
+    return TensorDataset(images, labels), len(folder.classes), identities.load_pair_images(pairs, config.image_size), issame
+
+
+def shipped_checkpoint(loss: str) -> Path:
+    """Where the book's checkpoint of the ``quick`` recipe trained with ``loss`` lives:
+    ``checkpoints/recognition/quick-<loss>.pt`` in the repository (``make checkpoints`` rewrites it)."""
+    return Path(__file__).resolve().parents[2] / "checkpoints" / "recognition" / f"quick-{loss}.pt"
+
+
+def load_or_train(loss: str, progress: bool = True) -> tuple[nn.Module, RecognitionRecipe, dict]:
+    """The ``quick`` backbone trained with ``loss``: the shipped checkpoint if present (a clone of the book's
+    repository), else a cached one, else trained now exactly as ``facelearn train recognition --loss <loss>``
+    does (minutes on a CPU) and cached under :func:`facelearn.runtime.cache_dir`."""
+    from facelearn import runtime
+
+    for path in (shipped_checkpoint(loss), runtime.cache_dir() / "recognition" / f"quick-{loss}.pt"):
+        if path.is_file():
+            return load_model(path)
+    dataset, n_classes, _, _ = synthface_identities(progress=progress)
+    recipe = RecognitionRecipe.quick(loss=loss, m=default_margin(loss))
+    runtime.seed_everything(0)
+    backbone, _, history = train(recipe, dataset, n_classes, seed=0, progress=progress)
+    save_model(backbone.cpu(), recipe, path, final_loss=history[-1]["loss"])
+    return load_model(path)

@@ -1,0 +1,199 @@
+"""RetinaFace model, heads, loss with OHEM, post-processing (chapters "Context and detection modules" and
+"Training and evaluating RetinaFace")."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.ops import box_iou
+
+from facelearn.detection import retinaface
+from facelearn.detection.anchors import anchor_config, generate_anchors
+from facelearn.detection.box_coding import cxcywh_to_xyxy, encode_boxes, encode_landmarks
+from facelearn.detection.heads import TaskHead
+from facelearn.detection.loss import LossConfig, MultiTaskLoss, ohem_mask
+from facelearn.detection.postprocess import Detections, detect, postprocess
+from facelearn.detection.ssh import SSH, receptive_field
+from facelearn.models import count_parameters
+
+
+@pytest.mark.parametrize("name, expected", [("mobilenet0.25-common", 426_608), ("resnet50-common", 27_293_600)])
+def test_parameter_counts_of_common_implementation(name, expected):
+    assert count_parameters(retinaface.build(name)) == expected
+
+
+def test_ssh_channel_split_and_receptive_field():
+    ssh = SSH(16, 32)
+    assert ssh.conv3[0].out_channels == 16 and ssh.conv5_2[0].out_channels == 8 and ssh.conv7_3[0].out_channels == 8
+    assert [receptive_field([3] * n) for n in (1, 2, 3)] == [3, 5, 7]
+    # empirical receptive field of the 7×7 branch: a single changed input pixel reaches ±3 cells
+    torch.manual_seed(0)
+    ssh.eval()
+    x = torch.zeros(1, 16, 15, 15)
+    base = ssh(x)
+    x[0, :, 7, 7] = 1.0
+    changed = (ssh(x) - base).abs().sum(dim=(0, 1)) > 0
+    rows = changed.any(dim=1).nonzero().squeeze(1)
+    assert rows.min() == 4 and rows.max() == 10
+
+
+def test_ssh_rejects_bad_width():
+    with pytest.raises(ValueError):
+        SSH(8, 30)
+
+
+@pytest.mark.parametrize("name", ["mobilenet0.25-common", "mobilenet0.25-paper"])
+@pytest.mark.parametrize("hw", [(64, 64), (72, 100)])
+def test_output_shapes_match_anchors(name, hw):
+    model = retinaface.build(name).eval()
+    out = model(torch.rand(2, 3, *hw))
+    a = model.anchors(hw)
+    assert out["cls"].shape == (2, len(a), 2) and out["box"].shape == (2, len(a), 4)
+    assert out["landmarks"].shape == (2, len(a), 10)
+
+
+def test_head_order_matches_anchor_order():
+    # a head whose conv copies the position: output value for anchor (level, i, j, k) must equal the anchor's
+    cfg = anchor_config("common")
+    hw = (40, 56)
+    head = TaskHead(2, cfg.anchors_per_location, 2)
+    feats = []
+    for (fh, fw), stride in zip(cfg.feature_sizes(hw), cfg.strides):
+        ys, xs = torch.meshgrid(torch.arange(fh) + 0.5, torch.arange(fw) + 0.5, indexing="ij")
+        feats.append(torch.stack([xs * stride, ys * stride])[None].float())
+    for conv in head.convs:  # k copies of (x, y)
+        conv.weight.data = torch.eye(2).repeat(conv.out_channels // 2, 1)[:, :, None, None]
+        conv.bias.data.zero_()
+    got = head(feats)[0]
+    assert torch.allclose(got, generate_anchors(cfg, hw)[:, :2])
+
+
+def test_fourth_task_head_is_one_entry():
+    model = retinaface.build("mobilenet0.25-common")
+    model.heads["dense"] = TaskHead(64, model.anchor_config.anchors_per_location, 7)
+    out = model(torch.rand(1, 3, 64, 64))
+    assert out["dense"].shape == (1, len(model.anchors((64, 64))), 7)
+
+
+def _reference_loss(outputs, anchors, boxes, landmarks, has, cfg):
+    """The loss by direct loops over images and anchors (independent of the vectorised matcher)."""
+    corners = cxcywh_to_xyxy(anchors)
+    cls_sum, box_sum, pts_sum, n_pos, n_pts = 0.0, 0.0, 0.0, 0, 0
+    for b in range(len(boxes)):
+        labels, ces, face_of = [], [], []
+        iou = box_iou(boxes[b], corners) if len(boxes[b]) else torch.zeros(0, len(anchors))
+        forced = {int(iou[f].argmax()): f for f in range(len(boxes[b]))}
+        for a in range(len(anchors)):
+            best = float(iou[:, a].max()) if len(boxes[b]) else 0.0
+            f = int(iou[:, a].argmax()) if len(boxes[b]) else 0
+            label = 1 if best >= cfg.positive_iou else (0 if best < cfg.negative_iou else -1)
+            if a in forced:
+                label, f = 1, forced[a]
+            labels.append(label)
+            face_of.append(f)
+            ces.append(float(F.cross_entropy(outputs["cls"][b, a][None], torch.tensor([int(label == 1)]))))
+        pos = [a for a in range(len(anchors)) if labels[a] == 1]
+        negs = sorted([a for a in range(len(anchors)) if labels[a] == 0], key=lambda a: -ces[a])
+        if cfg.neg_pos_ratio is not None:
+            k = max(int(np.ceil(len(pos) * cfg.neg_pos_ratio)), cfg.min_negatives)
+            negs = negs[:k]
+        cls_sum += sum(ces[a] for a in pos + negs)
+        for a in pos:
+            f = face_of[a]
+            t = encode_boxes(boxes[b][f], anchors[a])
+            box_sum += float(F.smooth_l1_loss(outputs["box"][b, a], t, reduction="sum"))
+            if has[b][f]:
+                t = encode_landmarks(landmarks[b][f], anchors[a])
+                pts_sum += float(F.smooth_l1_loss(outputs["landmarks"][b, a], t, reduction="sum"))
+                n_pts += 1
+        n_pos += len(pos)
+    n = max(n_pos, 1)
+    return cls_sum / n + cfg.box_weight * box_sum / n + cfg.landmark_weight * pts_sum / max(n_pts, 1)
+
+
+@pytest.mark.parametrize("ratio", [None, 3.0, 7.0])
+def test_loss_matches_direct_loop(ratio):
+    torch.manual_seed(1)
+    anchors = generate_anchors(anchor_config("common"), (48, 48))  # 6·6·2 + 3·3·2 + 2·2·2 = 98 anchors
+    a = len(anchors)
+    outputs = {"cls": torch.randn(3, a, 2), "box": torch.randn(3, a, 4) * 0.5, "landmarks": torch.randn(3, a, 10)}
+    boxes = [torch.tensor([[4.0, 6.0, 20.0, 24.0], [20.0, 10.0, 46.0, 40.0]]), torch.zeros(0, 4),
+             torch.tensor([[0.0, 0.0, 47.0, 47.0]])]
+    landmarks = [torch.rand(len(b), 5, 2) * 40 for b in boxes]
+    has = [torch.tensor([True, False]), torch.zeros(0, dtype=torch.bool), torch.tensor([True])]
+    cfg = LossConfig(neg_pos_ratio=ratio, min_negatives=4)
+    loss, logs = MultiTaskLoss(cfg)(outputs, anchors, boxes, landmarks, has)
+    assert float(loss) == pytest.approx(_reference_loss(outputs, anchors, boxes, landmarks, has, cfg), rel=1e-4)
+    assert logs["positives"] > 0
+
+
+def test_landmark_term_masked_without_landmarks():
+    torch.manual_seed(2)
+    anchors = generate_anchors(anchor_config("common"), (48, 48))
+    outputs = {"cls": torch.randn(1, len(anchors), 2), "box": torch.randn(1, len(anchors), 4),
+               "landmarks": torch.randn(1, len(anchors), 10, requires_grad=True)}
+    boxes = [torch.tensor([[4.0, 6.0, 20.0, 24.0]])]
+    loss, logs = MultiTaskLoss()(outputs, anchors, boxes, [torch.full((1, 5, 2), -1.0)], [torch.tensor([False])])
+    loss.backward()
+    assert logs["landmarks"] == 0.0 and float(outputs["landmarks"].grad.abs().sum()) == 0.0
+
+
+@pytest.mark.parametrize("ratio", [1.0, 3.0, 7.0])
+def test_ohem_keeps_ratio_of_hardest_negatives(ratio):
+    torch.manual_seed(3)
+    labels = torch.zeros(2, 500, dtype=torch.long)
+    labels[0, :10] = 1
+    labels[1, :4] = 1
+    labels[:, 10:30] = -1
+    loss = torch.rand(2, 500)
+    used = ohem_mask(loss, labels, ratio, min_negatives=0)
+    for b, p in enumerate((10, 4)):
+        negs = used[b] & (labels[b] == 0)
+        assert int(negs.sum()) == int(np.ceil(p * ratio))
+        assert not (used[b] & (labels[b] == -1)).any() and used[b][labels[b] == 1].all()
+        # the kept negatives are the hardest ones
+        assert float(loss[b][negs].min()) >= float(loss[b][(labels[b] == 0) & ~negs].max())
+    assert torch.equal(ohem_mask(loss, labels, None), labels >= 0)
+
+
+def test_ohem_min_negatives_without_faces():
+    labels = torch.zeros(1, 50, dtype=torch.long)
+    assert int(ohem_mask(torch.rand(1, 50), labels, 3.0, min_negatives=5).sum()) == 5
+
+
+def test_postprocess_recovers_encoded_faces():
+    anchors = generate_anchors(anchor_config("common"), (64, 64))
+    a = len(anchors)
+    faces = torch.tensor([[10.0, 12.0, 30.0, 34.0], [34.0, 30.0, 60.0, 62.0]])
+    cls = torch.full((1, a, 2), 0.0)
+    cls[..., 0] = 5.0  # background everywhere …
+    box = torch.zeros(1, a, 4)
+    lm = torch.zeros(1, a, 10)
+    pts = torch.rand(2, 5, 2) * 30 + 10
+    for f, idx in enumerate((3, 40)):  # … except two anchors that predict the faces exactly
+        cls[0, idx] = torch.tensor([0.0, 5.0])
+        box[0, idx] = encode_boxes(faces[f], anchors[idx])
+        lm[0, idx] = encode_landmarks(pts[f], anchors[idx])
+    det = postprocess({"cls": cls, "box": box, "landmarks": lm}, anchors, score_threshold=0.5)[0]
+    assert len(det) == 2
+    order = det.boxes[:, 0].argsort()
+    assert torch.allclose(det.boxes[order], faces, atol=1e-4)
+    assert torch.allclose(det.landmarks[order], pts, atol=1e-4)
+
+
+def test_detect_any_size_returns_image_coordinates(tmp_path):
+    torch.manual_seed(0)
+    model = retinaface.build("mobilenet0.25-common")
+    image = (np.random.default_rng(0).random((70, 123, 3)) * 255).astype(np.uint8)
+    det = detect(model, image, score_threshold=0.0, max_size=64)
+    assert len(det) > 0 and det.boxes.shape[1] == 4 and det.landmarks.shape[1:] == (5, 2)
+    assert float(det.boxes[:, 0::2].max()) <= 123 and float(det.boxes[:, 1::2].max()) <= 70
+    assert bool((det.scores[:-1] >= det.scores[1:]).all())
+    with pytest.raises(ValueError):
+        detect(model, np.zeros((10, 10)))
+
+
+def test_detections_scaled():
+    d = Detections(torch.tensor([[1.0, 2.0, 3.0, 4.0]]), torch.tensor([0.9]), torch.ones(1, 5, 2))
+    s = d.scaled(2.0, 3.0)
+    assert s.boxes.tolist() == [[2.0, 6.0, 6.0, 12.0]] and s.landmarks[0, 0].tolist() == [2.0, 3.0]

@@ -1,0 +1,67 @@
+"""``facelearn train pfld`` and ``facelearn eval landmarks`` end to end on a tiny WFLW folder (chapter "PFLD")."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from facelearn.cli import main
+from facelearn.data.wflw import LandmarkRecord, read_wflw, wflw_files, write_wflw
+from facelearn.landmarks import recipe as R
+from test_landmarks_data import make_wflw
+
+
+def test_eval_predictions_file(tmp_path, capsys):
+    root = make_wflw(tmp_path, n_train=2, n_test=5)
+    gt_file = wflw_files(root)["test"]
+    gt = read_wflw(gt_file)
+    rng = np.random.default_rng(0)
+    pred = [LandmarkRecord(g.landmarks + rng.normal(0, 1, g.landmarks.shape).astype(np.float32), g.box,
+                           g.attributes, g.image) for g in gt]
+    write_wflw(pred, tmp_path / "pred.txt")
+    assert main(["eval", "landmarks", "--pred", str(tmp_path / "pred.txt"), "--gt", str(gt_file), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    d = np.array([np.linalg.norm(g.landmarks[60] - g.landmarks[72]) for g in gt])
+    want = np.mean([np.linalg.norm(p.landmarks - g.landmarks, axis=1).mean() / di for p, g, di in zip(pred, gt, d)])
+    assert out["all"]["n"] == 5 and out["all"]["nme"] == pytest.approx(want, rel=1e-5)
+
+
+def test_eval_bad_input_is_one_line_exit_2(tmp_path, capsys):
+    root = make_wflw(tmp_path, n_train=2, n_test=3)
+    gt_file = wflw_files(root)["test"]
+    lines = gt_file.read_text().splitlines()
+    (tmp_path / "short.txt").write_text("\n".join(lines[:2]) + "\n")
+    assert main(["eval", "landmarks", "--pred", str(tmp_path / "short.txt"), "--gt", str(gt_file)]) == 2
+    assert "2 faces but" in capsys.readouterr().err
+    (tmp_path / "bad.txt").write_text(lines[0] + "\n" + lines[1][:-30] + "\n")
+    assert main(["eval", "landmarks", "--pred", str(tmp_path / "bad.txt"), "--gt", str(gt_file)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bad.txt:2:" in err and len(err.splitlines()) == 1
+    assert main(["eval", "landmarks", "--json"]) == 2
+
+
+def test_train_then_eval_checkpoint(tmp_path, capsys):
+    torch.set_num_threads(1)
+    root = make_wflw(tmp_path / "data", n_train=8, n_test=3)
+    out = tmp_path / "m.pt"
+    assert main(["train", "pfld", "--data", str(root), "--out", str(out), "--epochs", "2", "--device", "cpu"]) == 0
+    assert "test NME" in capsys.readouterr().out
+    model = R.load(out)
+    assert model.config.width == 0.25 and model.config.n_points == 98
+    assert R.load(out.with_suffix(".trainer.pt")).config.width == 0.25
+    assert main(["eval", "landmarks", "--checkpoint", str(out), "--data", str(root), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    records, images = R.load_split(root, "test")
+    errors, again = R.evaluate(model, records, images)
+    assert summary["all"]["nme"] == pytest.approx(float(errors.mean()))
+    assert main(["train", "pfld", "--data", str(root), "--out", str(out), "--epochs", "0"]) == 2
+
+
+def test_help_has_examples(capsys):
+    for argv in (["train", "pfld", "--help"], ["eval", "landmarks", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert "example:" in capsys.readouterr().out

@@ -1,0 +1,53 @@
+"""10-fold verification, thresholds and TAR@FAR against brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from facelearn.recognition import verification
+
+
+def test_best_threshold_matches_brute_force():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        y = rng.random(40) < 0.5
+        s = np.round(rng.normal(y * 1.0, 1.0), 1)
+        t, acc = verification.best_threshold(s, y)
+        brute = max(((s > c) == y).mean() for c in np.concatenate([s, [s.min() - 1]]))
+        assert acc == pytest.approx(brute) and ((s > t) == y).mean() == pytest.approx(acc)
+
+
+def test_tar_at_far_brute_force():
+    rng = np.random.default_rng(1)
+    y = rng.random(2000) < 0.5
+    s = rng.normal(y * 2.0, 1.0)
+    for far in (0.01, 0.1):
+        tar, thr = verification.tar_at_far(s, y, far)
+        assert (s[~y] > thr).mean() <= far
+        assert tar == pytest.approx((s[y] > thr).mean())
+
+
+def test_ten_fold_protocol_on_separable_and_random_scores():
+    y = np.tile([True, False], 300)
+    perfect = verification.evaluate(np.where(y, 0.9, 0.1), y)
+    assert perfect.accuracy == 1.0 and perfect.std == 0.0 and 0.1 <= perfect.threshold < 0.9 and perfect.roc_auc == 1.0
+    rng = np.random.default_rng(0)
+    noise = verification.evaluate(rng.random(600), y)
+    assert 0.35 < noise.accuracy < 0.65 and len(noise.fold_accuracies) == 10
+    with pytest.raises(ValueError):
+        verification.evaluate(np.ones(5), np.ones(5, bool))
+
+
+def test_embed_sums_the_flip_and_normalises():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 6))
+    x = torch.randn(5, 3, 4, 4)
+    e = verification.embed(model, x)
+    want = model(x) + model(torch.flip(x, dims=[3]))
+    torch.testing.assert_close(e, torch.nn.functional.normalize(want, dim=1).detach())
+    assert torch.allclose(e.norm(dim=1), torch.ones(5))
+    scores = verification.pair_scores(e[:4])
+    assert scores == pytest.approx([float(e[0] @ e[1]), float(e[2] @ e[3])], abs=1e-6)
