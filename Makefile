@@ -22,7 +22,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 .PHONY: book test unit notebooks book-strict browser-check setup vendor chromium checkpoints clean
 
 book: setup vendor
-	$(BIN)/jupyter-book build . --path-output . --keep-going
+	$(BIN)/jupyter-book build . --keep-going
 	@echo
 	@echo "The book is built. Open: file://$(CURDIR)/$(HTML)/index.html"
 
@@ -63,11 +63,11 @@ unit: setup
 	$(BIN)/python -m pytest -q -m "not book" tests
 
 notebooks: setup
-	cd notebooks && ../$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax \
+	cd notebooks && ../$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
 	    --nbval-cell-timeout=300 --durations=0 *.ipynb
 
 book-strict: setup vendor
-	$(BIN)/jupyter-book build . --path-output . -W -n --keep-going
+	$(BIN)/jupyter-book build . -W -n --keep-going
 
 # Opens the built pages in headless Chromium with every non-local request blocked (tests/test_book_browser.py).
 browser-check: setup vendor chromium

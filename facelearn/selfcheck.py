@@ -41,6 +41,9 @@ def check_function(candidate: Callable[..., Any], reference: Callable[..., Any],
         except Exception as err:  # a reader's function may fail in any way; say how, don't crash the page
             print(f"✗ {name}: raised {type(err).__name__}: {err}")
             return False
+        if got is None:
+            print(f"✗ {name}: the function returned None; fill in its body.")
+            return False
         want = reference(*args)
         a, e = _as_array(got), _as_array(want)
         if a.shape != e.shape or not np.allclose(a, e, rtol=rtol, atol=atol):

@@ -146,3 +146,11 @@ def test_gather_targets():
     matched = torch.tensor([[2, 0], [1, 1]])
     got = gather_targets(values, matched)
     assert torch.equal(got[0, 0], values[0, 2]) and torch.equal(got[1, 1], values[1, 1])
+
+
+def test_match_min_best_iou_drops_faces_too_small_for_any_anchor():
+    anchors = _anchors([0, 0, 10, 10], [40, 40, 42, 42])
+    boxes, valid = pad_boxes([torch.tensor([[0.0, 0.0, 10.0, 10.0], [40.0, 40.0, 52.0, 52.0]])])
+    assert match(anchors, boxes, valid).labels[0].tolist() == [POSITIVE, POSITIVE]  # paper: best anchor kept
+    m = match(anchors, boxes, valid, min_best_iou=0.2)  # common implementation: IoU 4/144 < 0.2 → dropped
+    assert m.labels[0].tolist() == [POSITIVE, NEGATIVE]

@@ -2,8 +2,6 @@
 "Training and evaluating RetinaFace")."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +19,19 @@ ROOT = Path(__file__).resolve().parents[1]
 FLOOR = {"easy": 0.90, "medium": 0.85, "hard": 0.60}
 
 
-def _cli(*args, home):
-    env = {"FACELEARN_HOME": str(home), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "facelearn.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=ROOT)
+@pytest.fixture
+def cli(monkeypatch, capsys, tmp_path):
+    """Run ``facelearn ARGS`` in this process; returns (exit code, stdout, stderr)."""
+    from facelearn.cli import main
+
+    monkeypatch.setenv("FACELEARN_HOME", str(tmp_path / "home"))
+
+    def run(*args):
+        code = main([str(a) for a in args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -62,21 +69,22 @@ def test_export_and_load_round_trip(tmp_path):
         load_detector(tmp_path / "bad.pt")
 
 
-def test_train_resume_detect_cli(tiny_wider, tmp_path):
+@pytest.mark.slow
+def test_train_resume_detect_cli(tiny_wider, tmp_path, cli):
     ckpt, export = tmp_path / "trainer.pt", tmp_path / "export.pt"
     common = ["train", "retinaface", "--preset", "quick", "--data", tiny_wider, "--checkpoint", ckpt,
               "--batch-size", "2", "--image-size", "64", "--device", "cpu", "--json"]
-    r = _cli(*common, "--epochs", "1", "--no-eval", home=tmp_path)
-    assert r.returncode == 0, r.stderr
-    assert len(json.loads(r.stdout.splitlines()[-1])["history"]) == 1
-    r = _cli(*common, "--epochs", "2", "--export", export, home=tmp_path)  # resumes at epoch 1
-    assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout.splitlines()[-1])
+    code, out, err = cli(*common, "--epochs", "1", "--no-eval")
+    assert code == 0, err
+    assert len(json.loads(out.splitlines()[-1])["history"]) == 1
+    code, out, err = cli(*common, "--epochs", "2", "--export", export)  # resumes at epoch 1
+    assert code == 0, err
+    out = json.loads(out.splitlines()[-1])
     assert [h["epoch"] for h in out["history"]] == [1, 2] and set(out["ap"]) == {"easy", "medium", "hard"}
     preds = tmp_path / "preds"
-    r = _cli("detect", tiny_wider / "WIDER_val" / "images", "--checkpoint", export, "--out", preds, "--quiet",
-             "--device", "cpu", home=tmp_path)
-    assert r.returncode == 0, r.stderr
+    code, out, err = cli("detect", tiny_wider / "WIDER_val" / "images", "--checkpoint", export, "--out", preds,
+                         "--quiet", "--device", "cpu")
+    assert code == 0, err
     files = sorted(preds.glob("*/*.txt"))
     images = sorted((tiny_wider / "WIDER_val" / "images").glob("*/*.jpg"))
     assert [f.relative_to(preds).with_suffix("") for f in files] == \
@@ -88,11 +96,13 @@ def test_train_resume_detect_cli(tiny_wider, tmp_path):
     assert set(evaluate_folder(preds, tiny_wider / "wider_face_split").ap) == {"easy", "medium", "hard"}
 
 
-def test_cli_bad_input_one_line(tmp_path):
-    r = _cli("detect", tmp_path, "--checkpoint", tmp_path / "missing.pt", "--out", tmp_path / "o", home=tmp_path)
-    assert r.returncode == 2 and "missing.pt" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    r = _cli("train", "retinaface", "--data", tmp_path, "--epochs", "1", home=tmp_path)
-    assert r.returncode == 2 and "label.txt" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+def test_cli_bad_input_one_line(tmp_path, cli):
+    code, _, err = cli("detect", tmp_path, "--checkpoint", tmp_path / "missing.pt", "--out", tmp_path / "o")
+    assert code == 2 and "missing.pt" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("train", "retinaface", "--data", tmp_path, "--epochs", "1")
+    assert code == 2 and "label.txt" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("detect", tmp_path / "nothing_here", "--checkpoint", tmp_path / "missing.pt", "--out", tmp_path)
+    assert code == 2 and len(err.strip().splitlines()) == 1
 
 
 def test_recipes():

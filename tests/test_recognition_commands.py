@@ -44,6 +44,12 @@ def test_train_then_evaluate_on_pairs(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["pairs"] == 20 and out["accuracy"] == pytest.approx(extra["accuracy"], abs=1e-6)
     assert set(out["tar_at_far"]) == {"0.001", "0.01", "0.1"}
+    # the same pairs as an insightface .bin set give the same figures
+    from facelearn.data import identities
+    paths, same = identities.read_pairs(root / "pairs.txt")
+    identities.write_bin(tmp_path / "set.bin", [p.read_bytes() for pair in paths for p in pair], same.tolist())
+    assert main(["eval", "verification", "--bin", str(tmp_path / "set.bin"), "--checkpoint", str(ckpt), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(out["accuracy"])
 
 
 def test_eval_precomputed_embeddings(tmp_path, capsys):

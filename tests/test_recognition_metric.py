@@ -61,7 +61,7 @@ def test_triplet_loss_without_positives_is_zero_and_differentiable():
     x = torch.randn(4, 3, requires_grad=True)
     loss, logs = metric.triplet_loss(x, torch.arange(4))
     loss.backward()
-    assert float(loss) == 0.0 and logs["triplets"] == 0
+    assert float(loss.detach()) == 0.0 and logs["triplets"] == 0
 
 
 def test_center_loss_value_gradient_and_paper_update():
@@ -71,7 +71,7 @@ def test_center_loss_value_gradient_and_paper_update():
     y = torch.tensor([0, 1, 0])
     c0 = cl.centers.clone()
     loss = cl.train()(x, y)
-    assert float(loss) == pytest.approx(0.5 * (1 + 4 + 9) / 3)
+    assert float(loss.detach()) == pytest.approx(0.5 * (1 + 4 + 9) / 3)
     loss.backward()
     torch.testing.assert_close(x.grad, (x.detach() - c0[y]) / 3)
     # eq. (4) by hand: Δc_j = Σ(c_j − x_i) / (1 + n_j)
@@ -86,7 +86,7 @@ def test_center_loss_head_adds_lambda_times_center_term():
     head = metric.CenterLossHead(4, 3, lam=0.1)
     x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
     loss = head.eval()(x, y)
-    assert float(loss) == pytest.approx(head.last["softmax"] + 0.1 * head.last["center"], rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(head.last["softmax"] + 0.1 * head.last["center"], rel=1e-6)
 
 
 def test_triplet_categories_partition_the_valid_triplets():

@@ -113,3 +113,11 @@ def test_every_citation_is_in_the_bibliography():
     sources = [p.read_text() for p in (ROOT / "book").glob("*.md")] + [nb.read_text() for nb in NOTEBOOKS]
     cited = {k.strip() for s in sources for group in re.findall(r"\{cite[pt]?\}`([^`]+)`", s) for k in group.split(",")}
     assert cited <= keys, f"cited but not in references.bib: {sorted(cited - keys)}"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_check_output_cells_carry_their_expected_stdout(nb):
+    tagged = [c for c in _cells(nb) if c["cell_type"] == "code" and "nbval-check-output" in c.get("metadata", {}).get("tags", [])]
+    for cell in tagged:
+        assert "expected_stdout" in cell["metadata"].get("facelearn", {}), (
+            f"{nb.name}: a nbval-check-output cell has no recorded output; run ci/record_expected.py {nb}")

@@ -87,11 +87,11 @@ class IdentityFolder(Dataset):
 
 # -- LFW pairs.txt ---------------------------------------------------------------------------------------
 
-def _lfw_image(root: Path, name: str, number: str, where: str) -> Path:
+def _lfw_image(root: Path, name: str, number: str, path: Path, line: int) -> Path:
     try:
         k = int(number)
     except ValueError:
-        raise DataError.at(*where.rsplit(":", 1), f"image number {number!r} is not an integer") from None
+        raise DataError.at(path, line, f"image number {number!r} is not an integer") from None
     for candidate in (root / name / f"{name}_{k:04d}.jpg", root / name / f"{k}.jpg", root / name / f"{k:04d}.jpg"):
         if candidate.is_file():
             return candidate
@@ -123,12 +123,11 @@ def read_pairs(path: str | os.PathLike, root: str | os.PathLike | None = None) -
         t = line.split()
         if not t:
             continue
-        where = f"{path}:{n}"
         if len(t) == 3:
-            pairs.append((_lfw_image(root, t[0], t[1], where), _lfw_image(root, t[0], t[2], where)))
+            pairs.append((_lfw_image(root, t[0], t[1], path, n), _lfw_image(root, t[0], t[2], path, n)))
             same.append(True)
         elif len(t) == 4:
-            pairs.append((_lfw_image(root, t[0], t[1], where), _lfw_image(root, t[2], t[3], where)))
+            pairs.append((_lfw_image(root, t[0], t[1], path, n), _lfw_image(root, t[2], t[3], path, n)))
             same.append(False)
         else:
             raise DataError.at(path, n, f"expected 3 fields (same) or 4 fields (different), got {len(t)}")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facelearn.data.download import Resource, register
 from facelearn.errors import DataError
 
 N_WFLW = 98
@@ -184,29 +185,20 @@ def wflw_files(root: str | os.PathLike) -> dict[str, Path]:
     return files
 
 
-@dataclass(frozen=True)
-class RemoteFile:
-    """One downloadable file of a data set's registry entry: where it is and how to check it."""
-
-    name: str
-    url: str
-    sha256: str | None
-    note: str = ""
-
-
-#: The ``full`` profile's data set (WFLW, Wu et al. 2018). The images live on Google Drive, which needs a
-#: browser confirmation, so they are fetched by hand; the annotations are a plain download. A hash of
-#: ``None`` means facelearn has not recorded it yet: :func:`verify_file` then prints the digest to record.
+#: The ``full`` profile's data set (WFLW, Wu et al. 2018) in facelearn's registry
+#: (:mod:`facelearn.data.download`). The images live on Google Drive, which needs a browser confirmation,
+#: so they are fetched by hand; no SHA-256 is pinned yet, so :func:`facelearn.data.download.fetch` needs the
+#: caller's hash and :func:`verify_file` prints the digest of a local copy to compare and record.
 WFLW_REGISTRY = (
-    RemoteFile("WFLW_annotations.tar.gz", "https://wywu.github.io/projects/LAB/support/WFLW_annotations.tar.gz", None,
-               "98-point annotations with boxes and attributes"),
-    RemoteFile("WFLW_images.tar.gz", "https://drive.google.com/file/d/1hzBd48JIdWTJSsATBEB_eFVvPL1bx6UC", None,
-               "7,500 training and 2,500 test images (Google Drive; download in a browser)"),
+    register(Resource("WFLW_annotations.tar.gz", "https://wywu.github.io/projects/LAB/support/WFLW_annotations.tar.gz",
+                      None, "WFLW", unpack=False, licence="WFLW: research use (Wu et al., CVPR 2018)")),
+    register(Resource("WFLW_images.tar.gz", "https://drive.google.com/file/d/1hzBd48JIdWTJSsATBEB_eFVvPL1bx6UC",
+                      None, "WFLW", unpack=False, licence="WFLW images: from WIDER FACE, research use")),
 )
 
 
-def verify_file(path: str | os.PathLike, entry: RemoteFile) -> str:
-    """SHA-256 of ``path``; :class:`DataError` if it differs from ``entry.sha256`` (when recorded)."""
+def verify_file(path: str | os.PathLike, entry: Resource) -> str:
+    """SHA-256 of ``path``; :class:`DataError` if it differs from ``entry.sha256`` (when pinned)."""
     import hashlib
 
     digest = hashlib.sha256()

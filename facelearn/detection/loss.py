@@ -25,13 +25,15 @@ from facelearn.detection.matching import NEGATIVE, POSITIVE, gather_targets, mat
 
 @dataclass(frozen=True)
 class LossConfig:
-    """box_weight λ1, landmark_weight λ2; positive/negative IoU thresholds of matching; neg_pos_ratio of
+    """box_weight λ1, landmark_weight λ2; positive/negative IoU thresholds of matching and the least IoU for
+    which a face keeps its best anchor (min_best_iou); neg_pos_ratio of
     OHEM (``None``: every negative counts); min_negatives kept per image even without faces."""
 
     box_weight: float = 0.25
     landmark_weight: float = 0.1
     positive_iou: float = 0.5
     negative_iou: float = 0.3
+    min_best_iou: float = 0.0
     neg_pos_ratio: float | None = 3.0
     min_negatives: int = 8
     variances: tuple[float, float] = VARIANCES
@@ -75,7 +77,8 @@ class MultiTaskLoss:
         logits = outputs["cls"].float()
         anchors = anchors.to(logits.device, torch.float32)
         gt, valid = pad_boxes([b.to(logits.device, torch.float32) for b in boxes])
-        m = match(anchors, gt, valid, positive_iou=cfg.positive_iou, negative_iou=cfg.negative_iou)
+        m = match(anchors, gt, valid, positive_iou=cfg.positive_iou, negative_iou=cfg.negative_iou,
+                  min_best_iou=cfg.min_best_iou)
         pos = m.labels == POSITIVE
 
         target = pos.long()
@@ -125,7 +128,7 @@ def loss_balance(outputs: dict[str, torch.Tensor], anchors: torch.Tensor, boxes:
     logits = outputs["cls"].float()
     gt, valid = pad_boxes([b.to(logits.device, torch.float32) for b in boxes])
     m = match(anchors.to(logits.device, torch.float32), gt, valid, positive_iou=config.positive_iou,
-              negative_iou=config.negative_iou)
+              negative_iou=config.negative_iou, min_best_iou=config.min_best_iou)
     pos = m.labels == POSITIVE
     ce = F.cross_entropy(logits.reshape(-1, 2), pos.long().reshape(-1), reduction="none").view(pos.shape)
     rows = []

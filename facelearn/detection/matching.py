@@ -2,7 +2,8 @@
 
 RetinaFace paper Sec. 4.1: an anchor is positive when its IoU with a face is ≥ 0.5, negative when its
 best IoU is < 0.3, and ignored in between; in addition every face keeps its best anchor, so small or
-oddly placed faces still get one positive.
+oddly placed faces still get one positive. The common implementation drops that rule for faces whose best
+IoU is below 0.2 (``min_best_iou``), which are too small for any anchor.
 """
 
 from __future__ import annotations
@@ -43,12 +44,14 @@ def pad_boxes(boxes: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def match(anchors: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor, *, positive_iou: float = 0.5,
-          negative_iou: float = 0.3, keep_best: bool = True) -> Matching:
+          negative_iou: float = 0.3, keep_best: bool = True, min_best_iou: float = 0.0) -> Matching:
     """Assign every anchor of every image a label and a face.
 
     anchors: (A, 4) cx cy w h; boxes: (B, M, 4) x1 y1 x2 y2 padded; valid: (B, M) bool (padding false).
     Anchors with best IoU ≥ ``positive_iou`` are positive, < ``negative_iou`` negative, others ignored;
-    with ``keep_best`` every valid face's highest-IoU anchor is made positive and assigned to it.
+    with ``keep_best`` every valid face's highest-IoU anchor is made positive and assigned to it — if that
+    IoU is at least ``min_best_iou`` (default 0, the paper's rule; the common implementation uses 0.2, since
+    a face far smaller than every anchor forces a positive whose box target log(w / a_w) / v_1 is huge).
     """
     if not negative_iou <= positive_iou:
         raise ValueError(f"negative_iou {negative_iou} must be ≤ positive_iou {positive_iou}")
@@ -63,7 +66,8 @@ def match(anchors: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor, *, po
     labels[best_iou >= positive_iou] = POSITIVE
     if keep_best and valid.any():
         best_anchor = iou.argmax(dim=2)  # (B, M): best anchor of each face
-        bi, fi = valid.nonzero(as_tuple=True)
+        best_of_face = iou.max(dim=2).values  # (B, M)
+        bi, fi = (valid & (best_of_face >= min_best_iou)).nonzero(as_tuple=True)
         ai = best_anchor[bi, fi]
         labels[bi, ai] = POSITIVE
         matched[bi, ai] = fi

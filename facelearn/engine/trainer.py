@@ -140,19 +140,21 @@ class Trainer:
         """
         from tqdm.auto import tqdm
 
+        remaining = max(0, epochs - self.epoch)
+        bar = tqdm(total=remaining * len(loader), desc="training", disable=not (progress and _is_main() and remaining))
         while self.epoch < epochs:
             self._reseed(loader, self.epoch)
             sums: dict[str, float] = defaultdict(float)
             count = 0
             start = time.perf_counter()
-            bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{epochs}", leave=False,
-                       disable=not (progress and _is_main()))
-            for batch in bar:
+            bar.set_description(f"epoch {self.epoch + 1}/{epochs}")
+            for batch in loader:
                 logs = self.train_step(batch)
                 for k, v in logs.items():
                     sums[k] += v
                 count += 1
-                bar.set_postfix(loss=f"{logs['loss']:.4f}")
+                bar.update(1)
+                bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
             self.epoch += 1
             record = {k: v / max(count, 1) for k, v in sums.items()}
             record.update(epoch=self.epoch, seconds=time.perf_counter() - start)
@@ -161,6 +163,7 @@ class Trainer:
                 self.save(self.checkpoint)
                 with open(self.checkpoint.with_suffix(".log.jsonl"), "a") as log:
                     log.write(json.dumps(record) + "\n")
+        bar.close()
         return self.history
 
     def _reseed(self, loader: DataLoader, epoch: int) -> None:

@@ -60,8 +60,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
                              seed=args.seed, progress=True)
     records, images = R.load_split(root, "test")
     errors, summary = R.evaluate(model["pfld"].eval(), records, images, rec.crops)
+    meta = root / "meta.json"
+    generator = json.loads(meta.read_text()).get("generator", "") if meta.is_file() else "real data"
     R.export(model, out, recipe=rec.name, loss="weighted" if rec.loss.weighted else "plain",
-             distance=rec.loss.distance, test_nme=summary["all"]["nme"], epochs=rec.epochs, seed=args.seed)
+             distance=rec.loss.distance, test_nme=summary["all"]["nme"], epochs=rec.epochs, seed=args.seed,
+             data=str(generator))
     print(f"saved {out} (test NME {summary['all']['nme']:.4f} on {len(errors)} faces)")
     _print_summary(summary, False)
     return 0

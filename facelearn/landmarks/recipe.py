@@ -39,6 +39,7 @@ class PFLDRecipe:
     crops: CropConfig = CropConfig()
     synth_train: int = 0   # SynthFace faces to export when the data folder is empty (quick only)
     synth_test: int = 0
+    workers: int = 0       # data-loader processes making crops (a GPU needs a few to keep up)
     note: str = ""
 
     def with_(self, **changes) -> "PFLDRecipe":
@@ -51,7 +52,7 @@ RECIPES = {
                         warmup_steps=50, synth_train=1500, synth_test=300,
                         note="PFLD 0.25X on the SynthFace wflw export, CPU"),
     "full": PFLDRecipe("full", PFLDConfig(1.0), epochs=150, batch_size=256, lr=1e-3, weight_decay=1e-6,
-                       warmup_steps=500, note="PFLD 1X on WFLW (7,500 training faces), one GPU"),
+                       warmup_steps=500, workers=4, note="PFLD 1X on WFLW (7,500 training faces), one GPU"),
 }
 
 
@@ -98,7 +99,8 @@ def train(rec: PFLDRecipe, data_root: str | os.PathLike, *, checkpoint: str | os
             model["pfld"].fc.bias.copy_(mean_shape)
             model["pfld"].fc.weight.mul_(0.1)
     opt = torch.optim.Adam(model.parameters(), lr=rec.lr, weight_decay=rec.weight_decay)
-    loader = make_loader(data, min(rec.batch_size, len(data)), shuffle=True, seed=seed, drop_last=True)
+    loader = make_loader(data, min(rec.batch_size, len(data)), shuffle=True, seed=seed, drop_last=True,
+                         num_workers=rec.workers)
     n_epochs = epochs or rec.epochs
     sched = cosine_schedule(opt, n_epochs * len(loader), rec.warmup_steps)
     trainer = Trainer(model, opt, PFLDObjective(omega, rec.loss), device=device, scheduler=sched,

@@ -22,7 +22,7 @@ class SmallCNN(nn.Module):
     """
 
     def __init__(self, in_channels: int = 3, embedding_dim: int = 128, width: int = 32, input_size: int = 32,
-                 embedding_bn: bool = True) -> None:
+                 embedding_bn: bool = True, dropout: float = 0.1) -> None:
         super().__init__()
         w = width
         self.features = nn.Sequential(
@@ -31,7 +31,7 @@ class SmallCNN(nn.Module):
             _conv_bn(2 * w, 4 * w), _conv_bn(4 * w, 4 * w), nn.MaxPool2d(2),
         )
         side = input_size // 8
-        layers: list[nn.Module] = [nn.Flatten(), nn.Dropout(0.1), nn.Linear(4 * w * side * side, embedding_dim)]
+        layers: list[nn.Module] = [nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * w * side * side, embedding_dim)]
         if embedding_bn:
             layers.append(nn.BatchNorm1d(embedding_dim))
         self.embedding = nn.Sequential(*layers)
@@ -41,8 +41,8 @@ class SmallCNN(nn.Module):
 
 
 def digits_cnn_2d() -> SmallCNN:
-    """The normalisation chapter's network: 1×32×32 digits → 2-D features (width 16)."""
-    return SmallCNN(in_channels=1, embedding_dim=2, width=16, input_size=32, embedding_bn=False)
+    """The normalisation chapter's network: 1×32×32 digits → 2-D features (width 16, no BN or dropout on them)."""
+    return SmallCNN(in_channels=1, embedding_dim=2, width=16, input_size=32, embedding_bn=False, dropout=0.0)
 
 
 def synthface_cnn() -> SmallCNN:

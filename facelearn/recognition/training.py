@@ -18,10 +18,19 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
+from facelearn.data import download
 from facelearn.engine import Trainer, cosine_schedule, load_checkpoint, make_loader, save_checkpoint
 from facelearn.models import preset
 from facelearn.recognition import beyond, margins, metric
 from facelearn.recognition.normalisation import NormFaceHead, SoftmaxHead
+
+# The `full` recipe's training sets, as insightface distributes them (RecordIO train.rec/train.idx plus
+# verification .bin files). insightface publishes no checksums, so the entries hold no SHA-256 and
+# facelearn.data.download.fetch refuses them unless the reader passes a hash they have verified.
+_INSIGHTFACE_DATASETS = "https://github.com/deepinsight/insightface/tree/master/recognition/_datasets_"
+for _name, _folder in (("faces_webface_112x112.zip", "casia_webface"), ("faces_emore.zip", "ms1mv2")):
+    download.register(download.Resource(_name, _INSIGHTFACE_DATASETS, None, _folder, unpack=True,
+                                        licence="research use only (see the data set's page)"))
 
 LOSSES = ("softmax", "center", "triplet", "lsoftmax", "sphereface", "normface", "cosface", "arcface", "combined",
           "subcenter", "curricularface", "adaface")
@@ -47,6 +56,8 @@ class RecognitionRecipe:
     triplet_margin: float = 0.2
     images_per_identity: int = 4  # K of the P×K batches used by the triplet loss
     flip: bool = True  # random horizontal flips of half of each batch
+    center_lambda: float = 0.003  # λ of the center loss (Wen et al.: 0.003 on CASIA-WebFace)
+    schedule: tuple[float, float, float, float] | None = None  # L-Softmax/SphereFace λ (base, γ, power, λ_min)
 
     @classmethod
     def quick(cls, **changes: Any) -> "RecognitionRecipe":
@@ -64,14 +75,21 @@ def default_margin(loss: str) -> float:
     return {"cosface": 0.35, "lsoftmax": 4, "sphereface": 4, "adaface": 0.4}.get(loss, 0.5)
 
 
-def make_head(loss: str, in_features: int, n_classes: int, s: float = 64.0, m: float | None = None) -> nn.Module:
-    """The margin head of ``loss`` (one of :data:`LOSSES` except ``triplet``): (N, D), (N,) → loss."""
+def make_head(loss: str, in_features: int, n_classes: int, s: float = 64.0, m: float | None = None,
+              center_lambda: float = 0.003, schedule: tuple[float, float, float, float] | None = None) -> nn.Module:
+    """The margin head of ``loss`` (one of :data:`LOSSES` except ``triplet``): (N, D), (N,) → loss.
+
+    ``schedule``: (base, γ, power, λ_min) of the L-Softmax/SphereFace annealing (default: each paper's).
+    """
     m = default_margin(loss) if m is None else m
+    sched = margins.LambdaSchedule(*schedule) if schedule is not None else None
     heads = {
         "softmax": lambda: SoftmaxHead(in_features, n_classes),
-        "center": lambda: metric.CenterLossHead(in_features, n_classes),
-        "lsoftmax": lambda: margins.LSoftmaxHead(in_features, n_classes, int(m)),
-        "sphereface": lambda: margins.SphereFaceHead(in_features, n_classes, int(m)),
+        "center": lambda: metric.CenterLossHead(in_features, n_classes, center_lambda),
+        "lsoftmax": lambda: margins.LSoftmaxHead(in_features, n_classes, int(m),
+                                                 sched or margins.LambdaSchedule.lsoftmax_mnist()),
+        "sphereface": lambda: margins.SphereFaceHead(in_features, n_classes, int(m),
+                                                     sched or margins.LambdaSchedule.sphereface()),
         "normface": lambda: NormFaceHead(in_features, n_classes, s),
         "cosface": lambda: margins.CosFaceHead(in_features, n_classes, s, m),
         "arcface": lambda: margins.ArcFaceHead(in_features, n_classes, s, m),
@@ -132,11 +150,13 @@ def train(recipe: RecognitionRecipe, dataset: Dataset, n_classes: int, *, device
     ``nn.ModuleDict`` through :class:`facelearn.engine.Trainer` (AMP, checkpoints, exact resume).
     """
     torch.manual_seed(seed)
-    backbone = preset(recipe.backbone).build()
-    dim = backbone(torch.zeros(2, 3, recipe.input_size, recipe.input_size)).shape[1]
+    spec = preset(recipe.backbone)
+    backbone = spec.build()
+    dim = backbone(torch.zeros(2, *spec.input_size)).shape[1]
     modules = {"backbone": backbone}
     if recipe.loss != "triplet":
-        modules["head"] = make_head(recipe.loss, dim, n_classes, recipe.s, recipe.m)
+        modules["head"] = make_head(recipe.loss, dim, n_classes, recipe.s, recipe.m, recipe.center_lambda,
+                                    recipe.schedule)
     model = nn.ModuleDict(modules)
 
     if recipe.loss == "triplet":
@@ -180,7 +200,8 @@ def save_model(backbone: nn.Module, recipe: RecognitionRecipe, path: str | os.Pa
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, RecognitionRecipe, dict]:
     """Read a :func:`save_model` checkpoint → (backbone in eval mode, recipe, extra)."""
     state = load_checkpoint(path)
-    recipe = RecognitionRecipe(**state["recipe"])
+    recipe = RecognitionRecipe(**{k: tuple(v) if k == "schedule" and v is not None else v
+                                  for k, v in state["recipe"].items()})
     backbone = preset(recipe.backbone).build()
     backbone.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["backbone"].items()})
     return backbone.to(device).eval(), recipe, dict(state.get("extra", {}))

@@ -9,8 +9,9 @@
 * :func:`export_widerface`, :func:`export_wflw`, :func:`export_identities` — the exporters (``facelearn synth``).
 """
 
-from facelearn.data.synthface.export import (GENERATOR_VERSION, PRESETS, SETTINGS, ExportSizes, export_identities,
+from facelearn.data.synthface.export import (GENERATOR_VERSION, PRESETS, ExportSizes, export_identities,
                                              export_widerface, export_wflw)
+from facelearn.data.synthface.formats import SETTINGS
 from facelearn.data.synthface.model import (EXPRESSIONS, IDENTITY_SHAPE, Expression, Identity, face_vertices,
                                             look_alike, sample_expression, sample_identity)
 from facelearn.data.synthface.render import FaceRender, draw_face, rotation

@@ -17,6 +17,7 @@ from typing import Iterable
 import cv2
 import numpy as np
 
+from facelearn.data.synthface.formats import SETTINGS, difficulty, make_pairs, write_pairs, write_val_mats
 from facelearn.data.synthface.model import look_alike, sample_identity
 from facelearn.data.synthface.samplers import render_identity_crop, render_landmark_photo, render_scene
 
@@ -24,9 +25,6 @@ GENERATOR_VERSION = "synthface-1.0"
 #: WIDER-style event folders, chosen by the number of faces in the scene.
 EVENTS = ((1, "0--Portrait"), (3, "1--Pair"), (9, "2--Group"), (29, "3--Large_Group"), (99, "4--Crowd"),
           (10 ** 9, "5--Dense_Crowd"))
-#: easy / medium / hard: minimum face height at WIDER's 1024-px scale, and the worst occlusion and blur
-#: labels a face may have (in the spirit of WIDER FACE's detection-rate based settings).
-SETTINGS = {"easy": (50.0, 1, 1), "medium": (30.0, 1, 2), "hard": (10.0, 2, 2)}
 _SPLITS = {"train": 0, "val": 1, "test": 2}
 
 
@@ -83,12 +81,6 @@ def _write_meta(out: Path, meta: dict) -> None:
     (out / "meta.json").write_text(json.dumps(meta, indent=None, separators=(",", ":")) + "\n")
 
 
-def _difficulty(face, scale: float) -> dict:
-    h = (face.render.box[3] - face.render.box[1]) / scale
-    return {s: bool(not face.invalid and h >= m and face.occlusion <= o and face.blur <= b)
-            for s, (m, o, b) in SETTINGS.items()}
-
-
 def export_widerface(out, *, n_train: int, n_val: int, image_size: int = 640, seed: int = 0,
                      progress: bool = True) -> dict:
     """Write a WIDER-FACE-formatted SynthFace detection set under ``out`` and return its summary.
@@ -136,7 +128,7 @@ def export_widerface(out, *, n_train: int, n_val: int, image_size: int = 640, se
                                   "identity": f.identity.to_json(), "blur": f.blur, "occlusion": f.occlusion,
                                   "occluded_fraction": round(f.occluded_fraction, 3), "illumination": f.illumination,
                                   "invalid": f.invalid, "atypical_pose": f.atypical_pose,
-                                  "exaggerated_expression": f.exaggerated, **_difficulty(f, scale)})
+                                  "exaggerated_expression": f.exaggerated, **difficulty(f, scale)})
             n_faces += len(faces)
             records[event].append((name, faces))
             meta["images"][f"{split}/{rel}"] = face_meta
@@ -144,67 +136,9 @@ def export_widerface(out, *, n_train: int, n_val: int, image_size: int = 640, se
         (out / split / "label.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
         meta["counts"][split] = {"images": n, "faces": n_faces}
         if split == "val":
-            _write_val_mats(out / "wider_face_split", records, scale)
+            write_val_mats(out / "wider_face_split", records, scale, GENERATOR_VERSION)
     _write_meta(out, meta)
     return {"out": str(out), **meta["counts"]}
-
-
-def _write_val_mats(folder: Path, records: dict[str, list], scale: float) -> None:
-    """The official val ground truth: cell arrays (E, 1) of per-image cells, boxes int32 (k, 4) x y w h."""
-    folder.mkdir(parents=True, exist_ok=True)
-    events = [e for e in records if records[e]]
-    E = len(events)
-
-    def cells(n):
-        return np.empty((n, 1), dtype=object)
-
-    base = {k: cells(E) for k in ("event_list", "file_list", "face_bbx_list", "blur_label_list", "expression_label_list",
-                                  "illumination_label_list", "invalid_label_list", "occlusion_label_list",
-                                  "pose_label_list")}
-    gts = {s: cells(E) for s in SETTINGS}
-    for e, event in enumerate(events):
-        items = records[event]
-        base["event_list"][e, 0] = np.array([event])
-        per = {k: cells(len(items)) for k in base if k != "event_list"}
-        per_gt = {s: cells(len(items)) for s in SETTINGS}
-        for j, (name, faces) in enumerate(items):
-            per["file_list"][j, 0] = np.array([name])
-            boxes = np.array([[f.render.box[0], f.render.box[1], f.render.box[2] - f.render.box[0],
-                               f.render.box[3] - f.render.box[1]] for f in faces], dtype=np.float64).reshape(-1, 4)
-            per["face_bbx_list"][j, 0] = np.round(boxes).astype(np.int32)
-            col = lambda vals: np.array(vals, dtype=np.uint8).reshape(-1, 1)  # noqa: E731
-            per["blur_label_list"][j, 0] = col([f.blur for f in faces])
-            per["expression_label_list"][j, 0] = col([f.exaggerated for f in faces])
-            per["illumination_label_list"][j, 0] = col([f.illumination for f in faces])
-            per["invalid_label_list"][j, 0] = col([f.invalid for f in faces])
-            per["occlusion_label_list"][j, 0] = col([f.occlusion for f in faces])
-            per["pose_label_list"][j, 0] = col([f.atypical_pose for f in faces])
-            diff = [_difficulty(f, scale) for f in faces]
-            for s in SETTINGS:
-                idx = [k + 1 for k, d in enumerate(diff) if d[s]]
-                dtype = np.uint8 if len(faces) < 256 else np.uint16
-                per_gt[s][j, 0] = np.array(idx, dtype=dtype).reshape(-1, 1)
-        for k in per:
-            base[k][e, 0] = per[k]
-        for s in SETTINGS:
-            gts[s][e, 0] = per_gt[s]
-    _savemat(folder / "wider_face_val.mat", base)
-    for s in SETTINGS:
-        _savemat(folder / f"wider_{s}_val.mat", {**base, "gt_list": gts[s]})
-
-
-def _savemat(path: Path, variables: dict) -> None:
-    """``scipy.io.savemat`` (MATLAB 5 format) with a fixed 116-byte header text instead of the creation time,
-    so the same seed gives the same bytes."""
-    import io
-
-    import scipy.io
-
-    buf = io.BytesIO()
-    scipy.io.savemat(buf, variables, oned_as="column")
-    data = bytearray(buf.getvalue())
-    data[:116] = f"MATLAB 5.0 MAT-file, Platform: GLNXA64, Created by {GENERATOR_VERSION}".ljust(116).encode("ascii")
-    path.write_bytes(bytes(data))
 
 
 def export_wflw(out, *, n_train: int, n_test: int, seed: int = 0, progress: bool = True) -> dict:
@@ -254,7 +188,7 @@ def _identities(rng: np.random.Generator, n: int) -> tuple[list, list[int]]:
         family.append(f)
         for _ in range(int(rng.integers(0, 3))):
             if len(people) < n:
-                people.append(look_alike(base, rng, closeness=float(rng.uniform(0.55, 0.8))))
+                people.append(look_alike(base, rng, closeness=float(rng.uniform(0.3, 0.6))))
                 family.append(f)
     return people, family
 
@@ -266,8 +200,8 @@ def export_identities(out, *, n_identities: int, images_per_identity: int, n_tes
     ``train/<identity>/<k>.jpg`` and ``test/<identity>/<k>.jpg`` (k = 1 … images_per_identity, aligned to
     insightface's template at ``image_size``), ``pairs.txt`` in LFW's format over ``test/`` (first line
     ``10<TAB>P``, then per fold P matched lines ``name<TAB>k1<TAB>k2`` and P mismatched lines
-    ``name1<TAB>k1<TAB>name2<TAB>k2``; test identities are split into 10 disjoint folds; half the mismatched
-    pairs are look-alikes), and ``synthface.bin`` (pickled ``(list of JPEG bytes, list of bool)``, the
+    ``name1<TAB>k1<TAB>name2<TAB>k2``; test identities are split into 10 disjoint folds; one mismatched pair
+    in ten is a look-alike pair, the others random as in LFW), and ``synthface.bin`` (pickled ``(list of JPEG bytes, list of bool)``, the
     pairs in ``pairs.txt`` order).
     """
     out = _check_args(out, n_identities=n_identities, images_per_identity=images_per_identity,
@@ -297,8 +231,8 @@ def export_identities(out, *, n_identities: int, images_per_identity: int, n_tes
                 jpeg[name, k + 1] = data
                 families[name] = family[p]
     if n_test_identities:
-        pairs, issame = _pairs(np.random.default_rng([seed, 99]), n_test_identities, images_per_identity, families)
-        _write_pairs(out / "pairs.txt", pairs)
+        pairs, issame = make_pairs(np.random.default_rng([seed, 99]), n_test_identities, images_per_identity, families)
+        write_pairs(out / "pairs.txt", pairs)
         bins = []
         for pr in pairs:
             a, b = ((pr[0], pr[1]), (pr[0], pr[2])) if len(pr) == 3 else ((pr[0], pr[1]), (pr[2], pr[3]))
@@ -308,39 +242,3 @@ def export_identities(out, *, n_identities: int, images_per_identity: int, n_tes
         meta["counts"]["pairs"] = len(pairs)
     _write_meta(out, meta)
     return {"out": str(out), **meta["counts"]}
-
-
-def _pairs(rng, n_people: int, m: int, families: dict[str, int]):
-    names = [f"test{p:05d}" for p in range(n_people)]
-    folds = np.array_split(np.arange(n_people), 10)
-    per_fold = min(300, min(len(f) * m * (m - 1) // 2 for f in folds), min(len(f) * (len(f) - 1) // 2 * m * m for f in folds))
-    all_pairs, issame = [], []
-    for fold in folds:
-        same, diff = [], []
-        seen = set()
-        while len(same) < per_fold:
-            p = names[int(rng.choice(fold))]
-            a, b = sorted(rng.choice(m, 2, replace=False).tolist())
-            if (p, a, b) not in seen:
-                seen.add((p, a, b))
-                same.append((p, a + 1, b + 1))
-        seen = set()
-        while len(diff) < per_fold:
-            p, q = rng.choice(fold, 2, replace=False).tolist()
-            if len(diff) % 2 == 0:  # half the mismatched pairs are look-alikes where the fold has them
-                kin = [x for x in fold.tolist() if x != p and families[names[x]] == families[names[p]]]
-                if kin:
-                    q = int(rng.choice(kin))
-            key = (min(p, q), max(p, q), int(rng.integers(m)), int(rng.integers(m)))
-            if key not in seen:
-                seen.add(key)
-                diff.append((names[key[0]], key[2] + 1, names[key[1]], key[3] + 1))
-        all_pairs += same + diff
-        issame += [True] * len(same) + [False] * len(diff)
-    return all_pairs, issame
-
-
-def _write_pairs(path: Path, pairs: list) -> None:
-    per_fold = sum(1 for p in pairs if len(p) == 3) // 10
-    lines = [f"10\t{per_fold}"] + ["\t".join(str(x) for x in p) for p in pairs]
-    path.write_text("\n".join(lines) + "\n")

@@ -93,14 +93,19 @@ def sample_identity(rng: np.random.Generator) -> Identity:
 
 def look_alike(identity: Identity, rng: np.random.Generator, closeness: float = 0.75) -> Identity:
     """A different identity that shares most of ``identity``'s parameters: shape coefficients are mixed as
-    closeness·α + √(1−closeness²)·α' (still N(0, 1)), appearance mostly kept."""
+    closeness·α + √(1−closeness²)·α' (still N(0, 1)); skin and hair keep their hue but shift in shade, and
+    hair style, iris, beard and brows are kept with high probability."""
     fresh = sample_identity(rng)
     c = float(np.clip(closeness, 0, 1))
     shape = c * identity.shape + np.sqrt(1 - c * c) * fresh.shape
-    return replace(identity, shape=shape, skin=np.clip(identity.skin * rng.uniform(0.95, 1.05, 3), 0, 255),
-                   hairline=float(np.clip(identity.hairline + rng.normal(0, 0.3), -0.6, 0.8)),
-                   hair_style=identity.hair_style if rng.random() < 0.7 else fresh.hair_style,
-                   beard=identity.beard if rng.random() < 0.8 else fresh.beard)
+    return replace(identity, shape=shape, skin=np.clip(identity.skin * rng.uniform(0.85, 1.15) * rng.uniform(0.95, 1.05, 3), 0, 255),
+                   hair=np.clip(identity.hair * rng.uniform(0.8, 1.25), 0, 255),
+                   hairline=float(np.clip(identity.hairline + rng.normal(0, 0.4), -0.6, 0.8)),
+                   hair_style=identity.hair_style if rng.random() < 0.6 else fresh.hair_style,
+                   brow_thickness=float(np.clip(identity.brow_thickness + rng.normal(0, 0.2), 0.7, 1.4)),
+                   iris=identity.iris if rng.random() < 0.7 else fresh.iris,
+                   beard=identity.beard if rng.random() < 0.7 else fresh.beard,
+                   glasses=identity.glasses if rng.random() < 0.7 else fresh.glasses)
 
 
 def sample_expression(rng: np.random.Generator, strength: float = 1.0) -> Expression:
@@ -169,9 +174,9 @@ def face_vertices(identity: Identity, expression: Expression = Expression(), top
     v = topology.vertices.copy()
     fx, fy, sx = f.fx, f.fy, f.sx
     # identity fields in frontal coordinates (moves of the face's features)
-    dx = 0.35 * a["eye_spacing"] * sx * f.eye_w
+    dx = 0.45 * a["eye_spacing"] * sx * f.eye_w
     scale_eye = 1 + 0.12 * a["eye_size"] * f.eye_w
-    ex = (3.2 + 0.35 * a["eye_spacing"]) * sx
+    ex = (3.2 + 0.45 * a["eye_spacing"]) * sx
     fx2 = np.where(f.in_eye, ex + (fx + dx - ex) * scale_eye, fx + dx)
     fy2 = np.where(f.in_eye, 0.2 + (fy - 0.2) * scale_eye, fy)
     fx2 += 0.18 * a["nose_width"] * fx * f.nose_w + 0.1 * a["mouth_width"] * fx * f.mouth_w
@@ -182,11 +187,11 @@ def face_vertices(identity: Identity, expression: Expression = Expression(), top
             + expression.eye_closure * f.upper_lid * scale_eye - expression.brow_raise * 0.55 * f.brow_raise)
     fx2 += expression.smile * 0.3 * sx * f.corners
     # relief and the global shape fields; only the front of the head follows the frontal moves
-    relief = (1 + 0.22 * a["nose_height"]) * f.nose_relief + f.other_relief + 0.25 * a["cheeks"] * f.cheeks
+    relief = (1 + 0.28 * a["nose_height"]) * f.nose_relief + f.other_relief + 0.25 * a["cheeks"] * f.cheeks
     v[:, 0] += f.front * (fx2 - fx)
     v[:, 1] += f.front * (fy2 - fy)
     v[:, 2] -= f.front * relief
     jaw = np.clip((v[:, 1] - 4.0) / 6.0, 0, 1)
-    v[:, 0] *= 1 + 0.06 * a["face_width"] + 0.09 * a["jaw"] * jaw
+    v[:, 0] *= 1 + 0.07 * a["face_width"] + 0.11 * a["jaw"] * jaw
     v[:, 1] *= np.where(v[:, 1] > 0, 1 + 0.05 * a["face_length"], 1 + 0.05 * a["forehead"])
     return v

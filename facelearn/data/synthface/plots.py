@@ -60,7 +60,7 @@ def draw_landmarks(image: np.ndarray, points: np.ndarray, visible: np.ndarray | 
 def draw_scene_truth(image: np.ndarray, faces, image_size: float | None = None) -> np.ndarray:
     """A copy of a scene with each face's box (green: easy, yellow: medium, orange: hard, grey: ignored) and its
     5 points (green visible, red hidden); → RGB."""
-    from facelearn.data.synthface.export import _difficulty
+    from facelearn.data.synthface.formats import difficulty as _difficulty
 
     out = image.copy()
     scale = (image_size or image.shape[1]) / 1024.0
@@ -78,7 +78,7 @@ def draw_scene_truth(image: np.ndarray, faces, image_size: float | None = None) 
 
 def compare_histograms(axes, real: dict, synth: dict) -> None:
     """Face heights (log bins) and faces per image, WIDER FACE val beside SynthFace (both as shares)."""
-    bins = np.geomspace(2, 1024, 28)
+    bins = np.geomspace(2, 1024, 19)
     for data, label in ((real["heights"], "WIDER FACE val"), (synth["heights"], "SynthFace")):
         axes[0].hist(np.clip(data, 2, 1023), bins=bins, weights=np.full(len(data), 1 / len(data)), histtype="step",
                      lw=2, label=label)

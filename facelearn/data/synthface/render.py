@@ -115,81 +115,84 @@ def _colour(rgb, k: float = 1.0) -> tuple:
     return (min(255, max(0, int(b))), min(255, max(0, int(g))), min(255, max(0, int(r))))  # canvas is BGR
 
 
-def _features(canvas, identity: Identity, pts, cam, k: float, glasses: bool):
-    """(depth, draw) pairs for the facial features (drawn as polygons through landmark vertices)."""
+def _features(canvas, identity: Identity, pts, cam, k: float, unit: float):
+    """(depth, draw) pairs for the facial features, drawn as polygons through the landmark vertices.
+
+    unit: pixels per model unit (≈ face box height / 16.3); the features' line widths scale with it."""
     L = pts[:98]
     z = cam[:98, 2]
     items = []
-    size = np.linalg.norm(L[96] - L[97]) + 1e-6
+    down = (L[76] + L[82]) / 2 - (L[96] + L[97]) / 2
+    down = down / (np.linalg.norm(down) + 1e-9)
     skin = _colour(identity.skin, k)
+    line = max(1, int(round(0.12 * unit)))
 
     def eye(i0, pupil):
         c = L[i0:i0 + 8]
-        if _signed_area(c) <= 0.05:
+        if _signed_area(c) <= 0.02 * unit * unit:
             return
-        opening = np.linalg.norm((c[2] - c[6]))
         w = np.linalg.norm(c[0] - c[4])
+        opening = np.linalg.norm(c[2] - c[6])
+        lid = -down * 0.3 * w
 
         def draw():
             cv2.fillConvexPoly(canvas, _poly(c), _colour([235, 232, 225], k), cv2.LINE_8, _SHIFT)
-            r = 0.22 * w
             if opening > 0.15 * w:
-                cv2.circle(canvas, tuple(_poly(L[pupil])), int(r * _ONE), _colour(identity.iris, k), -1, cv2.LINE_8, _SHIFT)
-                cv2.circle(canvas, tuple(_poly(L[pupil])), int(0.45 * r * _ONE), (15, 15, 15), -1, cv2.LINE_8, _SHIFT)
-                up = np.concatenate([c[0:5], c[4:-5:-1] - [0, 0] + (c[[4, 3, 2, 1, 0]] - L[pupil]) * 0 - [0, r]])
-                cv2.fillPoly(canvas, [_poly(np.concatenate([c[0:5], c[4::-1] + [0, -r * 1.2]]))], skin, cv2.LINE_8, _SHIFT)
-                cv2.fillPoly(canvas, [_poly(np.concatenate([c[[4, 5, 6, 7, 0]], c[[0, 7, 6, 5, 4]] + [0, r * 1.2]]))], skin,
-                             cv2.LINE_8, _SHIFT)
-                del up
-            cv2.polylines(canvas, [_poly(c[0:5])], False, (30, 25, 25), max(1, int(size / 40)), cv2.LINE_8, _SHIFT)
+                centre, r = tuple(_poly(L[pupil])), 0.22 * w
+                cv2.circle(canvas, centre, int(r * _ONE), _colour(identity.iris, k), -1, cv2.LINE_8, _SHIFT)
+                cv2.circle(canvas, centre, int(0.45 * r * _ONE), (15, 15, 15), -1, cv2.LINE_8, _SHIFT)
+                upper, lower = c[[0, 1, 2, 3, 4]], c[[4, 5, 6, 7, 0]]  # repaint the lids over the iris' overflow
+                cv2.fillPoly(canvas, [_poly(np.concatenate([upper, upper[::-1] + lid]))], skin, cv2.LINE_8, _SHIFT)
+                cv2.fillPoly(canvas, [_poly(np.concatenate([lower, lower[::-1] - lid]))], skin, cv2.LINE_8, _SHIFT)
+            cv2.polylines(canvas, [_poly(c[0:5])], False, (30, 25, 25), line, cv2.LINE_8, _SHIFT)
         items.append((z[i0:i0 + 8].min() - 0.3, draw))
 
     def brow(i0):
         c = L[i0:i0 + 9]
-        if _signed_area(c[[0, 4, 5, 8]]) <= 0:
-            return
-        items.append((z[i0:i0 + 9].min() - 0.3, lambda: cv2.fillPoly(canvas, [_poly(c)], _colour(identity.brow_colour, k),
-                                                                      cv2.LINE_8, _SHIFT)))
+        if _signed_area(c) > 0:
+            items.append((z[i0:i0 + 9].min() - 0.3,
+                           lambda: cv2.fillPoly(canvas, [_poly(c)], _colour(identity.brow_colour, k), cv2.LINE_8, _SHIFT)))
+
+    def mouth():
+        cv2.fillPoly(canvas, [_poly(L[76:88])], _colour(identity.lips, k), cv2.LINE_8, _SHIFT)
+        inner = L[88:96]
+        if _signed_area(inner) > 0.9 * unit * unit:
+            cv2.fillPoly(canvas, [_poly(inner)], _colour([70, 25, 25], k), cv2.LINE_8, _SHIFT)
+            teeth = np.concatenate([inner[0:5], inner[4::-1] + down * 0.45 * unit])
+            cv2.fillPoly(canvas, [_poly(teeth)], _colour([230, 225, 210], k), cv2.LINE_8, _SHIFT)
+        cv2.polylines(canvas, [_poly(L[88:93])], False, _colour(identity.lips, 0.55 * k), line, cv2.LINE_8, _SHIFT)
+
+    def nostrils():
+        for a, b in ((55, 56), (59, 58)):
+            c = 0.4 * (L[a] + L[b]) + 0.2 * L[54]
+            ax = max(0.28 * unit, 0.3)
+            cv2.ellipse(canvas, tuple(_poly(c)), (int(ax * _ONE), int(0.6 * ax * _ONE)), 0, 0, 360,
+                        _colour(identity.skin, 0.35 * k), -1, cv2.LINE_8, _SHIFT)
+
+    def glasses():
+        across = L[97] - L[96]
+        ang = float(np.degrees(np.arctan2(across[1], across[0])))
+        for eye_i, side in ((96, 1), (97, -1)):
+            if _signed_area(L[(60 if eye_i == 96 else 68):(68 if eye_i == 96 else 76)]) <= 0:
+                continue
+            axes = (int(2.0 * unit * _ONE * min(1.0, np.linalg.norm(across) / (6.4 * unit) + 0.2)), int(1.45 * unit * _ONE))
+            if identity.glasses == 2:
+                cv2.ellipse(canvas, tuple(_poly(L[eye_i])), axes, ang, 0, 360, (20, 20, 25), -1, cv2.LINE_8, _SHIFT)
+            cv2.ellipse(canvas, tuple(_poly(L[eye_i])), axes, ang, 0, 360, _colour(identity.glasses_colour), line,
+                        cv2.LINE_8, _SHIFT)
+        cv2.line(canvas, tuple(_poly(L[96] + 0.3 * across)), tuple(_poly(L[97] - 0.3 * across)),
+                 _colour(identity.glasses_colour), line, cv2.LINE_8, _SHIFT)
 
     eye(60, 96)
     eye(68, 97)
     brow(33)
     brow(42)
-    if _signed_area(L[[55, 57, 59, 54]]) * 0 == 0 and _signed_area(L[76:88]) > 0:
-        def mouth():
-            cv2.fillPoly(canvas, [_poly(L[76:88])], _colour(identity.lips, k), cv2.LINE_8, _SHIFT)
-            inner = L[88:96]
-            if _signed_area(inner) > 0.02 * size * size:
-                cv2.fillPoly(canvas, [_poly(inner)], _colour([70, 25, 25], k), cv2.LINE_8, _SHIFT)
-                teeth = np.concatenate([inner[0:5], inner[4::-1] + [0, 0.18 * size]])
-                cv2.fillPoly(canvas, [_poly(teeth)], _colour([230, 225, 210], k), cv2.LINE_8, _SHIFT)
-            cv2.polylines(canvas, [_poly(L[88:93])], False, _colour(identity.lips, 0.55 * k), max(1, int(size / 50)),
-                          cv2.LINE_8, _SHIFT)
+    if _signed_area(L[76:88]) > 0:
         items.append((z[76:88].min() - 0.3, mouth))
-
-    if _signed_area(L[[55, 59, 54]]) < 0 or True:
-        def nostrils():
-            for a, b in ((55, 56), (59, 58)):
-                c = 0.5 * (L[a] + L[b]) * 0.8 + 0.2 * L[54]
-                ax = max(0.045 * size, 0.3)
-                cv2.ellipse(canvas, tuple(_poly(c)), (int(ax * _ONE), int(0.6 * ax * _ONE)), 0, 0, 360,
-                            _colour(identity.skin, 0.35 * k), -1, cv2.LINE_8, _SHIFT)
-        if _signed_area(L[[55, 59, 57]]) <= 0 and size > 6:
-            items.append((z[55:60].min() - 0.2, nostrils))
-    if glasses:
-        def draw_glasses():
-            dark = identity.glasses == 2
-            for eye_i in (96, 97):
-                c = pts[eye_i]
-                axes = (int(0.36 * size * _ONE), int(0.25 * size * _ONE))
-                ang = float(np.degrees(np.arctan2(*(L[97] - L[96])[::-1])))
-                if dark:
-                    cv2.ellipse(canvas, tuple(_poly(c)), axes, ang, 0, 360, (20, 20, 25), -1, cv2.LINE_8, _SHIFT)
-                cv2.ellipse(canvas, tuple(_poly(c)), axes, ang, 0, 360, _colour(identity.glasses_colour),
-                            max(1, int(size / 30)), cv2.LINE_8, _SHIFT)
-            cv2.line(canvas, tuple(_poly(L[96] + 0.36 * (L[97] - L[96]))), tuple(_poly(L[97] - 0.36 * (L[97] - L[96]))),
-                     _colour(identity.glasses_colour), max(1, int(size / 30)), cv2.LINE_8, _SHIFT)
-        items.append((z[51] - 1.5, draw_glasses))
+    if _signed_area(L[[55, 59, 57]]) <= 0 and unit > 1.0:
+        items.append((z[55:60].min() - 0.2, nostrils))
+    if identity.glasses:
+        items.append((z[51] - 1.5, glasses))
     return items
 
 
@@ -215,11 +218,11 @@ def draw_face(canvas: np.ndarray, identity: Identity, expression: Expression, po
     """Render one face into ``canvas`` ((H, W, 3) uint8 BGR, modified in place) and return its ground truth.
 
     pose: (yaw, pitch, roll) degrees; centre: (x, y) of the face box in pixels; height: its height in pixels.
-    Faces under ~40 px use the coarse triangulation. ``visibility``: "all" tests the 98 landmarks for
+    Faces under 48 px use the coarse triangulation. ``visibility``: "all" tests the 98 landmarks for
     self-occlusion, "five" only the 5 RetinaFace points (the rest are reported visible), "none" none.
     """
     pts, cam, box = project(identity, expression, pose, centre, height)
-    tri = TOPOLOGY.triangles if height >= 40 else TOPOLOGY.coarse_triangles
+    tri = TOPOLOGY.triangles if height >= 48 else TOPOLOGY.coarse_triangles
     light = np.array([0.3, -0.4, -1.0]) if light is None else np.asarray(light, dtype=np.float64)
     light = light / np.linalg.norm(light)
     if clothes is not None:
@@ -235,11 +238,8 @@ def draw_face(canvas: np.ndarray, identity: Identity, expression: Expression, po
         albedo[_BEARD_ZONE & ~hair] = (1 - mix) * identity.skin + mix * identity.hair * 0.8
     tri_col = albedo[tri].mean(1) * intensity[:, None]
     k = float(ambient + (1 - ambient) * max(0.0, -light[2]) * 0.9)
-    items = _features(canvas, identity, pts, cam, k, identity.glasses > 0)
-    for side in (-1, 1):
-        ear = _ear(cam, pts, side)
-        if ear is not None:
-            items.append((ear[0], ear[1](canvas, _colour(identity.skin * 0.85, k))))
+    items = _features(canvas, identity, pts, cam, k, height / 16.3)
+    items += [_ear(canvas, cam, pts, side, _colour(identity.skin * 0.85, k)) for side in (-1, 1)]
     idx = np.flatnonzero(front)
     keys = np.concatenate([depth[idx], [d for d, _ in items]])
     order = np.argsort(-keys, kind="stable")
@@ -260,27 +260,25 @@ def draw_face(canvas: np.ndarray, identity: Identity, expression: Expression, po
     return FaceRender(lm, vis, box, pts, cam[:, 2])
 
 
-def _ear(cam, pts, side):
-    base = np.flatnonzero(np.isin(np.arange(len(pts)), []))
-    del base
-    th = TOPOLOGY.uv[:, 0]
-    cand = np.flatnonzero((np.abs(th - side * np.pi / 2) < 0.25) & (np.abs(TOPOLOGY.uv[:, 1] - 1.5) < 2.0))
-    if len(cand) < 3:
-        return None
-    c2 = pts[cand].mean(0)
-    d = pts[cand].max(0) - pts[cand].min(0)
-    h = max(np.linalg.norm(pts[cand[np.argmax(TOPOLOGY.uv[cand, 1])]] - pts[cand[np.argmin(TOPOLOGY.uv[cand, 1])]]), 1.0)
-    outward = c2 - pts[:98].mean(0)
-    outward = outward / (np.linalg.norm(outward) + 1e-9)
-    del d
+_COS9, _SIN9 = np.cos(np.linspace(0, 2 * np.pi, 10)[:-1]), np.sin(np.linspace(0, 2 * np.pi, 10)[:-1])
+_EAR = {side: np.flatnonzero((np.abs(TOPOLOGY.uv[:, 0] - side * np.pi / 2) < 0.25) & (np.abs(TOPOLOGY.uv[:, 1] - 1.5) < 2.0))
+        for side in (-1, 1)}
 
-    def make(canvas, colour):
-        def draw():
-            e = np.array([c2 + outward * 0.12 * h + np.array([np.cos(a) * 0.25 * h * outward[0] - np.sin(a) * 0.0,
-                                                               np.sin(a) * 0.45 * h]) for a in np.linspace(0, 2 * np.pi, 9)[:-1]])
-            cv2.fillConvexPoly(canvas, _poly(e), colour, cv2.LINE_8, _SHIFT)
-        return draw
-    return cam[cand, 2].mean() + 0.8, make
+
+def _ear(canvas, cam, pts, side: int, colour):
+    """(depth, draw) for the ear on ``side`` (-1: the image-left side of a frontal face): an oval that sticks
+    out sideways from the head's side vertices."""
+    idx = _EAR[side]
+    centre = pts[idx].mean(0)
+    ys = TOPOLOGY.uv[idx, 1]
+    axis = pts[idx[np.argmax(ys)]] - pts[idx[np.argmin(ys)]]
+    h = max(np.linalg.norm(axis), 1.0)
+    along = axis / h
+    outward = centre - pts[:98].mean(0)
+    outward -= along * (outward @ along)
+    outward = outward / (np.linalg.norm(outward) + 1e-9)
+    oval = centre + outward * 0.12 * h + _COS9[:, None] * (outward * 0.22 * h) + _SIN9[:, None] * (along * 0.45 * h)
+    return cam[idx, 2].mean() + 0.8, lambda: cv2.fillConvexPoly(canvas, _poly(oval), colour, cv2.LINE_8, _SHIFT)
 
 
 def _draw_body(canvas, pts, cam, pose, height, identity, clothes):

@@ -11,7 +11,7 @@ import numpy as np
 
 from facelearn.data.synthface.model import Expression, Identity, sample_expression, sample_identity
 from facelearn.data.synthface.render import FaceRender, draw_face
-from facelearn.data.synthface.scenes import (Light, SceneFace, background, blur_roi, covered_fraction, finish,
+from facelearn.data.synthface.scenes import (Light, SceneFace, background, covered_fraction, finish,
                                              inside, render_face_with_attributes, sample_light, sample_pose,
                                              sample_scene_layout)
 from facelearn.data.synthface.topology import TOPOLOGY
@@ -135,23 +135,24 @@ def render_identity_crop(rng: np.random.Generator, identity: Identity, size: int
     (:func:`facelearn.recognition.alignment.align_face`). → (crop (size, size, 3) uint8 BGR, parameters)."""
     from facelearn.recognition.alignment import align_face
 
-    canvas_size = 160
+    scale = max(size, 48) / 112.0  # render at about the output's resolution, then align
+    canvas_size = int(round(160 * scale))
     img = background(rng, canvas_size, canvas_size, clutter=6)
-    pose = (float(np.clip(rng.normal(0, 18 * nuisance), -70, 70)), float(np.clip(rng.normal(0, 8 * nuisance), -30, 30)),
+    pose = (float(np.clip(rng.normal(0, 15 * nuisance), -70, 70)), float(np.clip(rng.normal(0, 7 * nuisance), -30, 30)),
             float(np.clip(rng.normal(0, 8 * nuisance), -40, 40)))
-    expression = sample_expression(rng, strength=0.8 * nuisance)
-    light = sample_light(rng, extreme=0.08 * nuisance)
+    expression = sample_expression(rng, strength=0.7 * nuisance)
+    light = sample_light(rng, extreme=0.05 * nuisance)
     if identity.glasses and rng.random() < 0.3 * nuisance:
         identity = Identity(**{**identity.__dict__, "glasses": 0})
-    occl = rng.random() < 0.12 * nuisance
-    sigma = rng.uniform(0.5, 2.0) if rng.random() < 0.2 * nuisance else 0.0
-    fr, polys = render_face_with_attributes(img, rng, identity, expression, pose, (80, 82), 96.0, light,
-                                            occlusion_p=(0.0, 1.0, 0.0) if occl else (1.0, 0.0, 0.0), blur_sigma=sigma,
-                                            visibility="none")
+    occl = rng.random() < 0.08 * nuisance
+    sigma = rng.uniform(0.5, 2.0) * scale if rng.random() < 0.15 * nuisance else 0.0
+    fr, polys = render_face_with_attributes(img, rng, identity, expression, pose, (80 * scale, 82 * scale), 96.0 * scale,
+                                            light, occlusion_p=(0.0, 1.0, 0.0) if occl else (1.0, 0.0, 0.0),
+                                            blur_sigma=sigma, visibility="none")
     img = finish(img, rng, noise=5.0 * nuisance, gain=light.gain)
-    crop = align_face(img, fr.landmarks98[[96, 97, 54, 76, 82]], 112)
-    if size != 112:  # align at the template's own size, then resample (area averaging when shrinking)
-        crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if size < 112 else cv2.INTER_LINEAR)
+    crop = align_face(img, fr.landmarks98[[96, 97, 54, 76, 82]], max(size, 48))
+    if size < 48:  # shrink with area averaging rather than sampling a warp
+        crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
     return crop, {"pose": [round(p, 2) for p in pose], "expression": expression.to_json(), "occluded": bool(polys),
                   "blur_sigma": round(float(sigma), 3)}
 

@@ -1,0 +1,92 @@
+"""RetinaFace speed (book chapter "Training and evaluating RetinaFace"): ``detect`` latency on one 640×480
+image with one thread, and one training step (forward, loss with matching and OHEM, backward, update) at
+batch 8 × 640×640. Prints the model, the device and the thread count; not a test.
+
+    python benchmarks/retinaface_speed.py [--model mobilenet0.25-common] [--repeats 10] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from facelearn import runtime
+from facelearn.detection import retinaface
+from facelearn.detection.loss import MultiTaskLoss
+from facelearn.detection.postprocess import detect
+from facelearn.models import count_parameters
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, repeats: int, dev: torch.device) -> list[float]:
+    fn()  # warm-up
+    out = []
+    for _ in range(repeats):
+        _sync(dev)
+        t = time.perf_counter()
+        fn()
+        _sync(dev)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="mobilenet0.25-common", choices=sorted(retinaface.PRESETS))
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--train-threads", type=int, default=None, help="threads for the training step "
+                                                                          "(default: torch's default)")
+    args = parser.parse_args()
+    dev = runtime.device(args.device)
+    runtime.seed_everything(0)
+    model = retinaface.build(args.model).to(dev)
+    print(f"model {args.model}: {count_parameters(model):,} parameters; device {dev}; torch {torch.__version__}")
+
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    image = (np.random.default_rng(0).random((480, 640, 3)) * 255).astype(np.uint8)
+    lat = timed(lambda: detect(model, image, score_threshold=0.5), args.repeats, dev)
+    print(f"detect 640x480, {torch.get_num_threads()} thread: median {statistics.median(lat) * 1e3:.1f} ms "
+          f"(min {min(lat) * 1e3:.1f}, {args.repeats} runs)")
+
+    torch.set_num_threads(args.train_threads or default_threads)
+    model.train()
+    criterion = MultiTaskLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    images = torch.rand(8, 3, 640, 640, device=dev)
+    anchors = model.anchors((640, 640), device=dev)
+    g = torch.Generator().manual_seed(0)
+    boxes, points, has = [], [], []
+    for _ in range(8):  # 10 faces of 16–200 px per image
+        xy = torch.rand(10, 2, generator=g) * 400
+        wh = 16 + torch.rand(10, 1, generator=g) * 184
+        b = torch.cat([xy, xy + wh], dim=1)
+        boxes.append(b.to(dev))
+        points.append((b[:, None, :2] + wh[:, None] * torch.rand(10, 5, 2, generator=g)).to(dev))
+        has.append(torch.ones(10, dtype=torch.bool, device=dev))
+
+    def step() -> None:
+        loss, _ = criterion(model(images), anchors, boxes, points, has)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    steps = timed(step, max(3, args.repeats // 3), dev)
+    print(f"training step, batch 8 x 640x640, {torch.get_num_threads()} threads: median "
+          f"{statistics.median(steps):.2f} s (min {min(steps):.2f} s)")
+    ref = timed(lambda: model(images), max(3, args.repeats // 3), dev)
+    print(f"  of which a forward pass alone: median {statistics.median(ref):.2f} s "
+          f"(ratio step / forward {statistics.median(steps) / statistics.median(ref):.1f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""The shipped recognition checkpoints re-evaluated from the images against the figures they record.
+
+Each ``checkpoints/recognition/quick-<loss>.pt`` was written by ``facelearn train recognition --preset quick
+--loss <loss>`` (``make checkpoints``) with the verification accuracy it reached on the chapters' SynthFace
+pairs; the chapters recompute that accuracy on every run, and this test checks that they will quote it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from facelearn.recognition import training, verification
+
+LOSSES = ("softmax", "triplet", "sphereface", "normface", "cosface", "arcface")
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    _, _, images, issame = training.synthface_identities(progress=False)
+    return images, issame
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", LOSSES)
+def test_shipped_checkpoint_reproduces_its_accuracy(loss, pairs):
+    path = training.shipped_checkpoint(loss)
+    if not path.is_file():
+        pytest.skip(f"{path} not shipped")
+    assert path.stat().st_size <= 5e6
+    model, recipe, extra = training.load_model(path)
+    assert recipe.loss == loss and recipe.name == "quick"
+    result = verification.verify(model, *pairs)
+    # stored figures of runs before the fp16 round trip was evaluated may differ by a few pairs
+    assert result.accuracy == pytest.approx(extra["accuracy"], abs=0.01)
+
+
+@pytest.mark.slow
+def test_margin_losses_beat_plain_softmax(pairs):
+    paths = {loss: training.shipped_checkpoint(loss) for loss in ("softmax", "arcface", "cosface")}
+    if not all(p.is_file() for p in paths.values()):
+        pytest.skip("checkpoints not shipped")
+    acc = {loss: verification.verify(training.load_model(p)[0], *pairs).accuracy for loss, p in paths.items()}
+    assert acc["arcface"] > acc["softmax"] and acc["cosface"] > acc["softmax"]
