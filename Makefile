@@ -17,6 +17,10 @@ REQUIREJS    := requirejs@2.3.7
 HTML_MANAGER := @jupyter-widgets/html-manager@1.0.15
 
 export FACELEARN_PROFILE ?= quick
+# Data the notebooks generate (SynthFace exports, checkpoints of the reader's runs) stays inside the clone.
+export FACELEARN_HOME ?= $(CURDIR)/_build/facelearn_home
+# Kernels started by nbval and the book build must run the venv's Python.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 .PHONY: book test unit notebooks book-strict browser-check setup vendor chromium checkpoints clean

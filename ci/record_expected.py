@@ -18,7 +18,7 @@ from nbclient import NotebookClient
 def record(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     os.environ.setdefault("FACELEARN_PROFILE", "quick")
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(nb, timeout=3600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue

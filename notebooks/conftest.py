@@ -18,3 +18,4 @@ def pytest_collection_modifyitems(session, config, items):
             raise RuntimeError(f"{item.name}: a nbval-check-output cell has no recorded expected_stdout; "
                                "run ci/record_expected.py on the notebook")
         cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=expected)]
+        cell.execution_count = 1  # nbval treats a cell without a count as never run

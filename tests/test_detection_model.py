@@ -197,3 +197,34 @@ def test_detections_scaled():
     d = Detections(torch.tensor([[1.0, 2.0, 3.0, 4.0]]), torch.tensor([0.9]), torch.ones(1, 5, 2))
     s = d.scaled(2.0, 3.0)
     assert s.boxes.tolist() == [[2.0, 6.0, 6.0, 12.0]] and s.landmarks[0, 0].tolist() == [2.0, 3.0]
+
+
+def test_branch_footprints_and_effective_receptive_field():
+    from facelearn.detection.ssh import branch_footprints, effective_receptive_field
+
+    feet = branch_footprints(SSH(8, 16), size=11)
+    assert {k: int(v.any(dim=1).sum()) for k, v in feet.items()} == {"3x3": 3, "5x5": 5, "7x7": 7}
+    model = retinaface.build("mobilenet0.25-common")
+    erf = effective_receptive_field(model.features, (64, 64), 0)
+    assert erf.shape == (64, 64) and float(erf.max()) == 1.0 and float(erf[32, 32]) > 0
+
+
+def test_loss_balance_counts():
+    from facelearn.detection.loss import loss_balance
+
+    torch.manual_seed(0)
+    anchors = generate_anchors(anchor_config("common"), (64, 64))
+    outputs = {"cls": torch.randn(1, len(anchors), 2)}
+    rows = loss_balance(outputs, anchors, [torch.tensor([[8.0, 8.0, 40.0, 40.0]])], [None, 3.0])
+    assert rows[0]["positives"] == rows[1]["positives"] > 0
+    assert rows[1]["negatives"] == 3 * rows[1]["positives"] < rows[0]["negatives"]
+    assert rows[1]["negative_loss"] < rows[0]["negative_loss"]
+
+
+def test_coverage_p2_reaches_small_faces():
+    from facelearn.detection.anchors import coverage
+
+    paper = coverage(anchor_config("paper"), [16.0, 10.0], (128, 128), samples=50)
+    common = coverage(anchor_config("common"), [16.0], (128, 128), samples=50)
+    assert paper["matchable"][0] == 1.0 and paper["matchable"][1] == 0.0  # 10 px < 16 px anchor: IoU ≤ 0.39
+    assert common["matchable"][0] < 1.0  # stride 8 leaves 16-px faces off-centre

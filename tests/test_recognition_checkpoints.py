@@ -29,15 +29,9 @@ def test_shipped_checkpoint_reproduces_its_accuracy(loss, pairs):
     assert path.stat().st_size <= 5e6
     model, recipe, extra = training.load_model(path)
     assert recipe.loss == loss and recipe.name == "quick"
+    if "pairs_sha256" not in extra:
+        pytest.skip(f"{path.name} records no SynthFace data fingerprint; regenerate it with `make checkpoints`")
+    assert extra["pairs_sha256"] == training.synthface_pairs_sha256(), (
+        "SynthFace's identity set changed since this checkpoint was trained: run `make checkpoints`")
     result = verification.verify(model, *pairs)
-    # stored figures of runs before the fp16 round trip was evaluated may differ by a few pairs
-    assert result.accuracy == pytest.approx(extra["accuracy"], abs=0.01)
-
-
-@pytest.mark.slow
-def test_margin_losses_beat_plain_softmax(pairs):
-    paths = {loss: training.shipped_checkpoint(loss) for loss in ("softmax", "arcface", "cosface")}
-    if not all(p.is_file() for p in paths.values()):
-        pytest.skip("checkpoints not shipped")
-    acc = {loss: verification.verify(training.load_model(p)[0], *pairs).accuracy for loss, p in paths.items()}
-    assert acc["arcface"] > acc["softmax"] and acc["cosface"] > acc["softmax"]
+    assert result.accuracy == pytest.approx(extra["accuracy"], abs=1e-6)

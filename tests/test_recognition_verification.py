@@ -51,3 +51,11 @@ def test_embed_sums_the_flip_and_normalises():
     assert torch.allclose(e.norm(dim=1), torch.ones(5))
     scores = verification.pair_scores(e[:4])
     assert scores == pytest.approx([float(e[0] @ e[1]), float(e[2] @ e[3])], abs=1e-6)
+
+
+def test_embed_dedupes_repeated_images_without_changing_results():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 6))
+    x = torch.randn(4, 3, 4, 4)
+    repeated = x[torch.tensor([0, 1, 0, 2, 3, 1, 2, 0])]
+    torch.testing.assert_close(verification.embed(model, repeated), verification.embed(model, repeated, dedupe=False))

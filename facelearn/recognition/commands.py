@@ -72,6 +72,8 @@ def _train(args: argparse.Namespace) -> int:
     print(f"training {recipe.backbone} with {recipe.loss} on {len(dataset)} images of {n_classes} identities")
     backbone, _, history = training.train(recipe, dataset, n_classes, device=args.device, seed=args.seed)
     extra = {"final_loss": history[-1]["loss"] if history else float("nan")}
+    if args.data is None:
+        extra["pairs_sha256"] = training.synthface_pairs_sha256()
     path = training.save_model(backbone.cpu(), recipe, args.out, **extra)
     backbone, _, _ = training.load_model(path, args.device or "cpu")  # evaluate the weights as stored (fp16)
     if args.val:

@@ -269,3 +269,16 @@ def load_or_train(loss: str, progress: bool = True) -> tuple[nn.Module, Recognit
     backbone, _, history = train(recipe, dataset, n_classes, seed=0, progress=progress)
     save_model(backbone.cpu(), recipe, path, final_loss=history[-1]["loss"])
     return load_model(path)
+
+
+def synthface_pairs_sha256(config: SynthFaceIdentities = SynthFaceIdentities()) -> str:
+    """SHA-256 of the chapters' SynthFace ``pairs.txt`` and ``meta.json``: which data a checkpoint was scored on."""
+    import hashlib
+
+    from facelearn import runtime
+
+    root = runtime.data_dir() / config.folder
+    digest = hashlib.sha256()
+    for name in ("pairs.txt", "meta.json"):
+        digest.update((root / name).read_bytes())
+    return digest.hexdigest()

@@ -19,12 +19,18 @@ from facelearn.recognition.normalisation import l2_normalise
 
 @torch.no_grad()
 def embed(model: nn.Module, images: torch.Tensor, batch_size: int = 256, flip: bool = True,
-          progress: bool = False) -> torch.Tensor:
+          progress: bool = False, dedupe: bool = True) -> torch.Tensor:
     """Normalised embeddings of images (N, C, H, W) → (N, D) float32 on the CPU.
 
     With ``flip`` the embedding of each image and of its mirror image are summed before normalising
     (ArcFace sec. 4.1's "flip" test-time augmentation). The model runs in eval mode on its own device.
+    ``dedupe``: identical images (pair lists repeat each image many times) are embedded once.
     """
+    if dedupe and len(images) > 1:
+        unique, inverse = torch.unique(images.reshape(len(images), -1), dim=0, return_inverse=True)
+        if len(unique) < len(images):
+            e = embed(model, unique.view(-1, *images.shape[1:]), batch_size, flip, progress, dedupe=False)
+            return e[inverse]
     from tqdm.auto import tqdm
 
     was_training = model.training

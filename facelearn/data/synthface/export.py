@@ -188,7 +188,7 @@ def _identities(rng: np.random.Generator, n: int) -> tuple[list, list[int]]:
         family.append(f)
         for _ in range(int(rng.integers(0, 3))):
             if len(people) < n:
-                people.append(look_alike(base, rng, closeness=float(rng.uniform(0.3, 0.6))))
+                people.append(look_alike(base, rng, closeness=float(rng.uniform(0.2, 0.5))))
                 family.append(f)
     return people, family
 

@@ -138,14 +138,14 @@ def render_identity_crop(rng: np.random.Generator, identity: Identity, size: int
     scale = max(size, 48) / 112.0  # render at about the output's resolution, then align
     canvas_size = int(round(160 * scale))
     img = background(rng, canvas_size, canvas_size, clutter=6)
-    pose = (float(np.clip(rng.normal(0, 15 * nuisance), -70, 70)), float(np.clip(rng.normal(0, 7 * nuisance), -30, 30)),
+    pose = (float(np.clip(rng.normal(0, 13 * nuisance), -70, 70)), float(np.clip(rng.normal(0, 7 * nuisance), -30, 30)),
             float(np.clip(rng.normal(0, 8 * nuisance), -40, 40)))
     expression = sample_expression(rng, strength=0.7 * nuisance)
-    light = sample_light(rng, extreme=0.05 * nuisance)
-    if identity.glasses and rng.random() < 0.3 * nuisance:
+    light = sample_light(rng, extreme=0.03 * nuisance)
+    if identity.glasses and rng.random() < 0.2 * nuisance:
         identity = Identity(**{**identity.__dict__, "glasses": 0})
-    occl = rng.random() < 0.08 * nuisance
-    sigma = rng.uniform(0.5, 2.0) * scale if rng.random() < 0.15 * nuisance else 0.0
+    occl = rng.random() < 0.06 * nuisance
+    sigma = rng.uniform(0.5, 2.0) * scale if rng.random() < 0.1 * nuisance else 0.0
     fr, polys = render_face_with_attributes(img, rng, identity, expression, pose, (80 * scale, 82 * scale), 96.0 * scale,
                                             light, occlusion_p=(0.0, 1.0, 0.0) if occl else (1.0, 0.0, 0.0),
                                             blur_sigma=sigma, visibility="none")
