@@ -77,5 +77,16 @@ book-strict: setup vendor
 browser-check: setup vendor chromium
 	$(BIN)/python -m pytest -q -m book tests/test_book_browser.py
 
+# Regenerate every shipped checkpoint with the library's own quick recipes (slow on a CPU: hours; minutes on
+# a GPU). Tests re-evaluate each shipped file against the figure its chapter quotes.
+checkpoints: setup
+	for loss in softmax triplet sphereface normface cosface arcface; do \
+	    $(BIN)/facelearn train recognition --preset quick --loss $$loss --out checkpoints/recognition/quick-$$loss.pt; done
+	$(BIN)/facelearn train retinaface --preset quick --fresh --export checkpoints/retinaface_mnet025_quick.pt
+	$(BIN)/facelearn train retinaface --preset quick-no-landmarks --fresh \
+	    --export checkpoints/retinaface_mnet025_quick_no_landmarks.pt
+	$(BIN)/facelearn train pfld --preset quick --loss weighted --out facelearn/landmarks/checkpoints/pfld-quick.pt
+	$(BIN)/facelearn train pfld --preset quick --loss plain --out facelearn/landmarks/checkpoints/pfld-quick-plain.pt
+
 clean:
 	rm -rf _build .vendor $(VENDOR)

@@ -36,7 +36,7 @@ class ModelPreset:
 
 
 PRESETS: list[ModelPreset] = [
-    ModelPreset("digits-cnn-2d", "normalisation", (1, 32, 32), "facelearn.recognition.backbones:digits_cnn_2d",
+    ModelPreset("digits-cnn-2d", "normalisation", (1, 16, 16), "facelearn.recognition.backbones:digits_cnn_2d",
                 "the normalisation chapter's CNN with 2-D features"),
     ModelPreset("pfld-1x", "landmarks", (3, 112, 112), "facelearn.landmarks.pfld:pfld_1x",
                 "PFLD 1X, 98 WFLW points (paper: ~1.26 M)"),

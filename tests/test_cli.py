@@ -26,10 +26,10 @@ def test_info_json(capsys):
 def test_models_json_lists_parameter_counts(capsys):
     assert main(["models", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    # counted by hand: six 3x3 conv (no bias) + BN (2c) + PReLU (c) layers, then Linear(64*4*4 -> 2)
+    # counted by hand: six 3x3 conv (no bias) + BN (2c) + PReLU (c) layers, then Linear(64*2*2 -> 2) at 16 px
     convs = [(1, 16), (16, 16), (16, 32), (32, 32), (32, 64), (64, 64)]
-    by_hand = sum(9 * i * o + 3 * o for i, o in convs) + 64 * 4 * 4 * 2 + 2
-    assert rows["digits-cnn-2d"]["parameters"] == by_hand == 74_290
+    by_hand = sum(9 * i * o + 3 * o for i, o in convs) + 64 * 2 * 2 * 2 + 2
+    assert rows["digits-cnn-2d"]["parameters"] == by_hand == 72_754
     assert all(r["parameters"] > 0 and len(r["input_size"]) == 3 for r in rows.values())
 
 

@@ -41,8 +41,8 @@ class SmallCNN(nn.Module):
 
 
 def digits_cnn_2d() -> SmallCNN:
-    """The normalisation chapter's network: 1×32×32 digits → 2-D features (width 16, no BN or dropout on them)."""
-    return SmallCNN(in_channels=1, embedding_dim=2, width=16, input_size=32, embedding_bn=False, dropout=0.0)
+    """The normalisation chapter's network: 1×16×16 digits → 2-D features (width 16, no BN or dropout on them)."""
+    return SmallCNN(in_channels=1, embedding_dim=2, width=16, input_size=16, embedding_bn=False, dropout=0.0)
 
 
 def synthface_cnn() -> SmallCNN:
