@@ -1,8 +1,8 @@
 """scikit-learn's bundled handwritten digits as a small image data set (book chapter "Feature normalisation").
 
 1,797 greyscale 8×8 digits (ten classes) ship with scikit-learn, so a chapter can train a real classifier
-without downloading anything. Images are scaled to [0, 1] and resized to ``size``×``size`` for the CNNs
-that expect 28–32 px inputs.
+without downloading anything. Images are scaled to [0, 1] and resized to ``size``×``size`` (16 by default,
+the input of ``digits_cnn_2d``; 28–32 for the face chapters' CNNs).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 
-def digits_datasets(size: int = 32, test_fraction: float = 0.25, seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
+def digits_datasets(size: int = 16, test_fraction: float = 0.25, seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
     """(train, test) data sets of (image (1, size, size) float32 in [0, 1], label int64), split per class
     with ``test_fraction`` of each digit held out, deterministically for ``seed``."""
     from sklearn.datasets import load_digits
