@@ -81,12 +81,13 @@ browser-check: setup vendor chromium
 # a GPU). Tests re-evaluate each shipped file against the figure its chapter quotes.
 checkpoints: setup
 	for loss in softmax triplet sphereface normface cosface arcface; do \
-	    $(BIN)/facelearn train recognition --preset quick --loss $$loss --out checkpoints/recognition/quick-$$loss.pt; done
-	$(BIN)/facelearn train retinaface --preset quick --fresh --export checkpoints/retinaface_mnet025_quick.pt
+	    $(BIN)/facelearn train recognition --preset quick --loss $$loss --out facelearn/recognition/checkpoints/quick-$$loss.pt; done
+	$(BIN)/facelearn train retinaface --preset quick --fresh --export facelearn/detection/checkpoints/retinaface_mnet025_quick.pt
 	$(BIN)/facelearn train retinaface --preset quick-no-landmarks --fresh \
-	    --export checkpoints/retinaface_mnet025_quick_no_landmarks.pt
+	    --export facelearn/detection/checkpoints/retinaface_mnet025_quick_no_landmarks.pt
 	$(BIN)/facelearn train pfld --preset quick --loss weighted --out facelearn/landmarks/checkpoints/pfld-quick.pt
 	$(BIN)/facelearn train pfld --preset quick --loss plain --out facelearn/landmarks/checkpoints/pfld-quick-plain.pt
+	$(BIN)/facelearn train mesh-decoder --preset quick --out facelearn/detection/checkpoints/mesh_decoder_quick.pt
 
 clean:
 	rm -rf _build .vendor $(VENDOR)

@@ -30,6 +30,8 @@ def record(path: Path) -> None:
             cell.metadata.setdefault("facelearn", {})["expected_stdout"] = "".join(o.text for o in cell.outputs)
         cell.outputs = []
         cell.execution_count = None
+        cell.metadata.pop("execution", None)  # the run's timestamps
+    nb.metadata.pop("widgets", None)  # the run's widget state
     nbformat.write(nb, path)
     print(f"recorded {path}")
 

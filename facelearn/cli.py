@@ -32,6 +32,7 @@ PLUGINS: list[tuple[str, str]] = [
     ("eval", "facelearn.landmarks.commands"),
     ("eval", "facelearn.detection.eval_commands"),
     ("train", "facelearn.detection.commands"),
+    ("train", "facelearn.detection.mesh.commands"),
     ("", "facelearn.detection.commands"),
     ("synth", "facelearn.data.synthface.commands"),
 ]

@@ -2,7 +2,6 @@
 "Training and evaluating RetinaFace")."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,10 +10,9 @@ import torch
 from facelearn.data.transforms import to_tensor
 from facelearn.detection import retinaface
 from facelearn.detection.training import (SHIPPED, dataset_batch_to_model, evaluate_model, export_weights,
-                                          load_detector, train_config)
+                                          find_checkpoint, load_detector, train_config)
 from facelearn.errors import DataError
 
-ROOT = Path(__file__).resolve().parents[1]
 #: the quality floor of the issue for the quick recipe: AP easy / medium / hard on the SynthFace val export
 FLOOR = {"easy": 0.90, "medium": 0.85, "hard": 0.60}
 
@@ -121,9 +119,7 @@ def test_shipped_checkpoint_reproduces_its_ap(name, tmp_path_factory):
     from facelearn.data.synthface import export_widerface
     from facelearn.engine import load_checkpoint
 
-    path = ROOT / "checkpoints" / name
-    if not path.is_file():
-        pytest.skip(f"{path} not made yet (make checkpoints)")
+    path = find_checkpoint(name)  # shipped inside the package: missing is a failure, not a skip
     assert path.stat().st_size <= 5_000_000
     state = load_checkpoint(path)
     cfg = train_config(state["recipe"])

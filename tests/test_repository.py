@@ -32,6 +32,10 @@ def _cells(path):
     return json.loads(path.read_text())["cells"]
 
 
+def _metadata(path):
+    return json.loads(path.read_text())["metadata"]
+
+
 def test_there_are_chapters():
     assert NOTEBOOKS, "no notebooks found"
 
@@ -49,6 +53,8 @@ def test_notebook_has_no_outputs(nb):
     for i, cell in enumerate(_cells(nb)):
         if cell["cell_type"] == "code":
             assert not cell.get("outputs") and cell.get("execution_count") is None, f"{nb.name} cell {i} has outputs"
+        assert "execution" not in cell.get("metadata", {}), f"{nb.name} cell {i} keeps a run's timestamps"
+    assert "widgets" not in _metadata(nb), f"{nb.name} keeps a run's widget state"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)

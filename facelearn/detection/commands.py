@@ -89,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p = subparser(subparsers, "retinaface",
                       "train RetinaFace from a recipe (quick: MobileNet-0.25 on SynthFace on a CPU; full, "
                       "full-resnet50, paper: WIDER FACE on a GPU); resumes from --checkpoint",
-                      "facelearn train retinaface --preset quick --export checkpoints/retinaface_mnet025_quick.pt",
+                      "facelearn train retinaface --preset quick --export retinaface_mnet025_quick.pt",
                       _cmd_train)
         p.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="training recipe")
         p.add_argument("--data", help="WIDER FACE folder (train/label.txt, WIDER_train/images, and for evaluation "
@@ -110,7 +110,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparser(subparsers, "detect",
                   "detect faces in an image or a folder of images with a RetinaFace checkpoint and write "
                   "the official WIDER FACE prediction layout <out>/<event>/<name>.txt",
-                  "facelearn detect WIDER_val/images --checkpoint checkpoints/retinaface_mnet025_quick.pt "
+                  "facelearn detect WIDER_val/images --checkpoint retinaface_mnet025_quick.pt "
                   "--out predictions/", _cmd_detect)
     p.add_argument("target", help="an image file or a folder searched recursively (event = parent folder)")
     p.add_argument("--checkpoint", required=True, help="file from `facelearn train retinaface --export` "

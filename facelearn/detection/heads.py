@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: values per anchor of each built-in task: 2 class scores, 4 box offsets, 5 × (x, y) landmark offsets
-TASK_VALUES = {"cls": 2, "box": 4, "landmarks": 10}
+#: values per anchor of each built-in task: 2 class scores, 4 box offsets, 5 × (x, y) landmark offsets, and
+#: the dense branch's 128-d mesh code + 7 camera + 9 light parameters (chapter "The dense regression branch")
+TASK_VALUES = {"cls": 2, "box": 4, "landmarks": 10, "dense": 144}
 
 
 class TaskHead(nn.Module):
@@ -36,5 +37,11 @@ class TaskHead(nn.Module):
 
 def build_heads(in_channels: int, anchors_per_location: tuple[int, ...],
                 tasks: tuple[str, ...] = ("cls", "box", "landmarks")) -> nn.ModuleDict:
-    """One :class:`TaskHead` per task name in ``tasks`` (keys of :data:`TASK_VALUES`)."""
-    return nn.ModuleDict({t: TaskHead(in_channels, anchors_per_location, TASK_VALUES[t]) for t in tasks})
+    """One :class:`TaskHead` per task name in ``tasks`` (keys of :data:`TASK_VALUES`). The ``dense`` head starts
+    at zero: every anchor first predicts the average face, frontal, lit from the camera."""
+    heads = nn.ModuleDict({t: TaskHead(in_channels, anchors_per_location, TASK_VALUES[t]) for t in tasks})
+    if "dense" in heads:
+        for conv in heads["dense"].convs:
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+    return heads

@@ -9,7 +9,10 @@ with L_cls the two-class softmax cross-entropy, L_box and L_pts smooth-L1 on the
 eq. 1, 2). L_pts is masked for faces without landmark annotations. Negatives vastly outnumber positives
 (≈ 16,800 anchors for a handful of faces), so OHEM keeps only the negatives with the highest
 classification loss, ``neg_pos_ratio`` of them per positive (paper: 3). Each term is averaged over the
-positives it covers (L_cls over the positives, as the common implementation does).
+positives it covers (L_cls over the positives, as the common implementation does). With
+``dense_weight`` λ3 > 0 and a model with the ``dense`` head, λ3 L_pixel of the dense regression branch is
+added (paper eq. 1's fourth term; :mod:`facelearn.detection.mesh.branch`, chapter "The dense regression
+branch"); it needs ``images=``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ class LossConfig:
     neg_pos_ratio: float | None = 3.0
     min_negatives: int = 8
     variances: tuple[float, float] = VARIANCES
+    # the dense branch (chapter "The dense regression branch"): λ3 (0: off), faces rendered per image, render size
+    dense_weight: float = 0.0
+    dense_faces: int = 2
+    dense_size: int = 64
 
 
 def ohem_mask(cls_loss: torch.Tensor, labels: torch.Tensor, ratio: float | None, min_negatives: int = 0) -> torch.Tensor:
@@ -68,11 +75,13 @@ class MultiTaskLoss:
     ``positives`` (mean per image) and ``negatives`` (kept by OHEM, mean per image).
     """
 
-    def __init__(self, config: LossConfig = LossConfig()) -> None:
+    def __init__(self, config: LossConfig = LossConfig(), dense_branch=None) -> None:
         self.config = config
+        self.dense_branch = dense_branch  # built on first use when dense_weight > 0 (loads the shipped decoder)
 
     def __call__(self, outputs: dict[str, torch.Tensor], anchors: torch.Tensor, boxes: list[torch.Tensor],
-                 landmarks: list[torch.Tensor], has_landmarks: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+                 landmarks: list[torch.Tensor], has_landmarks: list[torch.Tensor],
+                 images: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.config
         logits = outputs["cls"].float()
         anchors = anchors.to(logits.device, torch.float32)
@@ -106,6 +115,16 @@ class MultiTaskLoss:
         b = max(len(boxes), 1)
         logs = {"cls": float(loss_cls.detach()), "box": float(loss_box.detach()), "landmarks": float(loss_pts.detach()),
                 "positives": float(pos.sum()) / b, "negatives": float((used & ~pos).sum()) / b}
+        if cfg.dense_weight > 0 and "dense" in outputs:  # + λ3 L_pixel (RetinaFace eq. 3)
+            if images is None:
+                raise ValueError("the dense branch's pixel loss needs the images (pass images=)")
+            if self.dense_branch is None:
+                from facelearn.detection.mesh.branch import DenseBranch
+
+                self.dense_branch = DenseBranch(size=cfg.dense_size, faces_per_image=cfg.dense_faces)
+            loss_dense, rendered = self.dense_branch.loss(outputs["dense"], pos, m.matched, m.iou, gt, images)
+            loss = loss + cfg.dense_weight * loss_dense
+            logs.update(dense=float(loss_dense.detach()), rendered=rendered / b)
         return loss, logs
 
 

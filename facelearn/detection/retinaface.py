@@ -48,6 +48,9 @@ PRESETS = {
     "resnet50-common": RetinaFaceConfig("resnet50", "common", 256),
     "resnet50-paper": RetinaFaceConfig("resnet50", "paper", 256),
     "resnet152-paper": RetinaFaceConfig("resnet152", "paper", 256),
+    # with the fourth head, the dense regression branch (chapter "The dense regression branch")
+    "mobilenet0.25-common-dense": RetinaFaceConfig("mobilenet0.25", "common", 64,
+                                                   tasks=("cls", "box", "landmarks", "dense")),
 }
 
 

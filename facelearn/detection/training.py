@@ -6,6 +6,8 @@ Recipes are frozen dataclasses with named presets:
 * ``quick`` — MobileNet-0.25 (common anchors) on the SynthFace ``widerface`` export, small input, AdamW,
   a few CPU minutes;
 * ``quick-no-landmarks`` — ``quick`` with λ2 = 0 (the landmark-head ablation of the chapter);
+* ``quick-dense`` — ``quick`` with the dense regression branch on (λ3 = 0.01, chapter "The dense regression
+  branch");
 * ``full`` — the common implementation's recipe on WIDER FACE: MobileNet-0.25, 640 × 640 crops, batch 32,
   SGD (lr 1e-3, momentum 0.9, weight decay 5e-4), 250 epochs;
 * ``full-resnet50`` — the same with ResNet-50 (ImageNet weights), 840 × 840 crops, batch 24, 100 epochs;
@@ -57,6 +59,10 @@ PRESETS = {
     "quick-no-landmarks": TrainConfig("quick-no-landmarks", image_size=256, epochs=20, batch_size=16, lr=3e-3,
                                       weight_decay=1e-4, optimizer="adamw", warmup_epochs=1.0, synth_train=400,
                                       synth_val=100, synth_image_size=320, loss=LossConfig(landmark_weight=0.0)),
+    "quick-dense": TrainConfig("quick-dense", model="mobilenet0.25-common-dense", image_size=256, epochs=20,
+                               batch_size=16, lr=3e-3, weight_decay=1e-4, optimizer="adamw", warmup_epochs=1.0,
+                               synth_train=400, synth_val=100, synth_image_size=320,
+                               loss=LossConfig(dense_weight=0.01)),
     "full": TrainConfig("full", loss=LossConfig(neg_pos_ratio=7.0)),
     "full-resnet50": TrainConfig("full-resnet50", model="resnet50-common", image_size=840, epochs=100,
                                  batch_size=24, pretrained=True, loss=LossConfig(neg_pos_ratio=7.0)),
@@ -102,7 +108,7 @@ def make_loss_fn(config: LossConfig = LossConfig()):
             cache[key] = model.anchors(key[0], device=images.device)
         outputs = model(images)
         return criterion(outputs, cache[key], [t["boxes"] for t in targets], [t["landmarks"] for t in targets],
-                         [t["landmark_mask"] for t in targets])
+                         [t["landmark_mask"] for t in targets], images=images)
 
     return loss_fn
 
@@ -245,13 +251,14 @@ SHIPPED = {"retinaface_mnet025_quick.pt": "quick",
 
 
 def find_checkpoint(name: str) -> Path:
-    """A shipped checkpoint (keys of :data:`SHIPPED`): looked for in the repository's ``checkpoints/``
-    folder, then in ``runtime.cache_dir()``. A ``FileNotFoundError`` gives the command that makes it."""
+    """A shipped checkpoint (keys of :data:`SHIPPED`): looked for in the package's ``checkpoints/`` folder
+    (installed with facelearn), then in ``runtime.cache_dir()``. A ``FileNotFoundError`` gives the command
+    that makes it."""
     from facelearn import runtime
 
     if name not in SHIPPED:
         raise ValueError(f"unknown checkpoint {name!r}; known: {', '.join(SHIPPED)}")
-    for folder in (Path(__file__).resolve().parents[2] / "checkpoints", runtime.cache_dir()):
+    for folder in (Path(__file__).resolve().parent / "checkpoints", runtime.cache_dir()):
         if (folder / name).is_file():
             return folder / name
     raise FileNotFoundError(f"{name} not found; make it with `facelearn train retinaface --preset {SHIPPED[name]} "

@@ -14,17 +14,18 @@ import numpy as np
 from facelearn.errors import DataError
 
 
-def default_synthface_root() -> Path:
-    """Where the ``quick`` recipe's SynthFace ``wflw`` export lives: ``data_dir()/synthface-wflw``."""
+def default_synthface_root(n_train: int, n_test: int, seed: int = 0) -> Path:
+    """Where a SynthFace ``wflw`` export of these sizes lives: ``data_dir()/synthface-wflw-<train>-<test>-s<seed>``
+    (the sizes are in the name, so a recipe with other sizes never reads a stale export)."""
     from facelearn import runtime
 
-    return runtime.data_dir() / "synthface-wflw"
+    return runtime.data_dir() / f"synthface-wflw-{n_train}-{n_test}-s{seed}"
 
 
 def ensure_synthface(root: Path, n_train: int, n_test: int, seed: int = 0, progress: bool = True) -> Path:
-    """Export SynthFace's WFLW-format data set to ``root`` unless its annotation files are already there."""
-    ann = root / "WFLW_annotations" / "list_98pt_rect_attr_train_test" / "list_98pt_rect_attr_test.txt"
-    if not ann.exists():
+    """Export SynthFace's WFLW-format data set to ``root`` unless a finished export (its ``meta.json``, written
+    last) is already there."""
+    if not (root / "meta.json").is_file():
         from facelearn.data.synthface import export_wflw
 
         export_wflw(root, n_train=n_train, n_test=n_test, seed=seed, progress=progress)
@@ -54,7 +55,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if root is None:
         if rec.synth_train == 0:
             raise ValueError(f"preset {rec.name!r} trains on real WFLW: give --data DIR (the WFLW folder)")
-        root = ensure_synthface(default_synthface_root(), rec.synth_train, rec.synth_test, progress=True)
+        root = ensure_synthface(default_synthface_root(rec.synth_train, rec.synth_test, args.seed), rec.synth_train,
+                                rec.synth_test, seed=args.seed, progress=True)
     out = Path(args.out)
     model, trainer = R.train(rec, root, checkpoint=out.with_suffix(".trainer.pt"), device=args.device,
                              seed=args.seed, progress=True)

@@ -1,6 +1,6 @@
 """Embedding networks for recognition (book chapters "Feature normalisation" and the loss chapters).
 
-``SmallCNN`` is the CPU chapters' network for 28–32 px inputs.
+``SmallCNN`` is the CPU chapters' network for small inputs (16–64 px).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ def _conv_bn(c_in: int, c_out: int) -> nn.Sequential:
 class SmallCNN(nn.Module):
     """Three conv stages (each two 3×3 conv–BN–PReLU and a 2×2 max-pool), then a linear embedding.
 
-    x: (N, C, H, W) with H, W in 28…32 → (N, embedding_dim). ``width`` is the first stage's channels.
+    x: (N, C, S, S) with S = ``input_size``, a multiple of 8 → (N, embedding_dim). ``width`` is the first stage's channels.
     A final BatchNorm1d on the embedding (as in insightface's backbones) keeps features centred; the
     normalisation chapter turns it off (``embedding_bn=False``) to show how plain softmax grows feature norms.
     """
@@ -46,8 +46,8 @@ def digits_cnn_2d() -> SmallCNN:
 
 
 def synthface_cnn() -> SmallCNN:
-    """The loss chapters' network: 3×32×32 SynthFace faces → 128-d embeddings (width 16, CPU-sized)."""
-    return SmallCNN(in_channels=3, embedding_dim=128, width=16, input_size=32)
+    """The loss chapters' network: 3×48×48 SynthFace faces → 128-d embeddings (width 16, CPU-sized)."""
+    return SmallCNN(in_channels=3, embedding_dim=128, width=16, input_size=48)
 
 
 # -- iResNet (Duta et al. 2020 as used by insightface's ArcFace; ArcFace sec. 3.3 "IR" blocks) ---------------

@@ -1,7 +1,7 @@
 """Training a recognition model with any loss of the book (book chapters "Metric learning" to "Beyond ArcFace").
 
 A :class:`RecognitionRecipe` is the whole recipe as data (backbone, loss, s, m, schedule); ``quick`` is the
-CPU chapters' SmallCNN on 32-px SynthFace identities, ``full`` insightface's ms1mv2_r50 recipe (iResNet-50,
+CPU chapters' SmallCNN on 48-px SynthFace identities, ``full`` insightface's ms1mv2_r50 recipe (iResNet-50,
 ArcFace s = 64, m = 0.5, SGD lr 0.1, 20 epochs). :func:`train` runs it with :class:`facelearn.engine.Trainer`
 and returns the backbone; :func:`save_model`/:func:`load_model` write and read the small checkpoint that
 ``facelearn eval verification`` and the chapters use (backbone weights + recipe, no class weights).
@@ -43,7 +43,7 @@ class RecognitionRecipe:
 
     name: str = "quick"
     backbone: str = "synthface-cnn"
-    input_size: int = 32
+    input_size: int = 48
     loss: str = "arcface"
     s: float = 32.0
     m: float = 0.5
@@ -61,7 +61,7 @@ class RecognitionRecipe:
 
     @classmethod
     def quick(cls, **changes: Any) -> "RecognitionRecipe":
-        """The CPU chapters' recipe (SmallCNN, 32 px, AdamW); ``changes`` override fields."""
+        """The CPU chapters' recipe (SmallCNN, 48 px, AdamW); ``changes`` override fields."""
         return replace(cls(), **changes)
 
     @classmethod
@@ -209,18 +209,24 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> t
 
 @dataclass(frozen=True)
 class SynthFaceIdentities:
-    """The size of the SynthFace identity set of the CPU chapters (``quick``)."""
+    """The size of the SynthFace identity set of the CPU chapters (``quick``). The test identities, their
+    images and their pairs depend only on ``n_test_identities``, ``images_per_identity``, ``image_size`` and
+    ``seed``: a smaller training set (:data:`PAGE_IDENTITIES`) is scored on the very same pairs."""
 
-    n_identities: int = 300
+    n_identities: int = 1000
     images_per_identity: int = 10
     n_test_identities: int = 100
-    image_size: int = 32
+    image_size: int = 48
     seed: int = 0
 
     @property
     def folder(self) -> str:
         return (f"synthface-identities-{self.n_identities}x{self.images_per_identity}-"
                 f"{self.n_test_identities}-{self.image_size}px-seed{self.seed}")
+
+
+#: The smaller training set the chapters train on while the page runs (the checkpoints use the default).
+PAGE_IDENTITIES = SynthFaceIdentities(n_identities=300)
 
 
 def synthface_identities(config: SynthFaceIdentities = SynthFaceIdentities(), progress: bool = True):  # noqa: ANN201
@@ -250,8 +256,9 @@ def synthface_identities(config: SynthFaceIdentities = SynthFaceIdentities(), pr
 
 def shipped_checkpoint(loss: str) -> Path:
     """Where the book's checkpoint of the ``quick`` recipe trained with ``loss`` lives:
-    ``checkpoints/recognition/quick-<loss>.pt`` in the repository (``make checkpoints`` rewrites it)."""
-    return Path(__file__).resolve().parents[2] / "checkpoints" / "recognition" / f"quick-{loss}.pt"
+    ``facelearn/recognition/checkpoints/quick-<loss>.pt``, shipped inside the package (``make checkpoints``
+    rewrites it)."""
+    return Path(__file__).resolve().parent / "checkpoints" / f"quick-{loss}.pt"
 
 
 def load_or_train(loss: str, progress: bool = True) -> tuple[nn.Module, RecognitionRecipe, dict]:
@@ -272,13 +279,14 @@ def load_or_train(loss: str, progress: bool = True) -> tuple[nn.Module, Recognit
 
 
 def synthface_pairs_sha256(config: SynthFaceIdentities = SynthFaceIdentities()) -> str:
-    """SHA-256 of the chapters' SynthFace ``pairs.txt`` and ``meta.json``: which data a checkpoint was scored on."""
+    """SHA-256 of the chapters' SynthFace ``pairs.txt`` and ``synthface.bin`` (the pairs and their images): which
+    data a checkpoint was scored on. The test identities do not depend on the training set's size."""
     import hashlib
 
     from facelearn import runtime
 
     root = runtime.data_dir() / config.folder
     digest = hashlib.sha256()
-    for name in ("pairs.txt", "meta.json"):
+    for name in ("pairs.txt", "synthface.bin"):
         digest.update((root / name).read_bytes())
     return digest.hexdigest()
