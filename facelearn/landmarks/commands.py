@@ -55,8 +55,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if root is None:
         if rec.synth_train == 0:
             raise ValueError(f"preset {rec.name!r} trains on real WFLW: give --data DIR (the WFLW folder)")
-        root = ensure_synthface(default_synthface_root(rec.synth_train, rec.synth_test, args.seed), rec.synth_train,
-                                rec.synth_test, seed=args.seed, progress=True)
+        # the book's SynthFace export (data seed 0); --seed only changes the training run
+        root = ensure_synthface(default_synthface_root(rec.synth_train, rec.synth_test), rec.synth_train,
+                                rec.synth_test, progress=True)
     out = Path(args.out)
     model, trainer = R.train(rec, root, checkpoint=out.with_suffix(".trainer.pt"), device=args.device,
                              seed=args.seed, progress=True)
