@@ -46,7 +46,7 @@ PRESETS: list[ModelPreset] = [
                 "PFLD 1X auxiliary Euler-angle net (training only)"),
     ModelPreset("pfld-aux-0.25x", "landmarks", (16, 28, 28), "facelearn.landmarks.pfld:pfld_aux_025x",
                 "PFLD 0.25X auxiliary Euler-angle net (training only)"),
-    ModelPreset("synthface-cnn", "recognition", (3, 48, 48), "facelearn.recognition.backbones:synthface_cnn",
+    ModelPreset("synthface-cnn", "recognition", (3, 64, 64), "facelearn.recognition.backbones:synthface_cnn",
                 "the loss chapters' CPU network, 128-d embedding"),
     ModelPreset("mobilefacenet", "recognition", (3, 112, 112), "facelearn.recognition.backbones:mobilefacenet",
                 "MobileFaceNet (Chen et al. 2018), 128-d embedding"),

@@ -46,8 +46,8 @@ def digits_cnn_2d() -> SmallCNN:
 
 
 def synthface_cnn() -> SmallCNN:
-    """The loss chapters' network: 3×48×48 SynthFace faces → 128-d embeddings (width 16, CPU-sized)."""
-    return SmallCNN(in_channels=3, embedding_dim=128, width=16, input_size=48)
+    """The loss chapters' network: 3×64×64 SynthFace faces → 128-d embeddings (width 16, CPU-sized)."""
+    return SmallCNN(in_channels=3, embedding_dim=128, width=16, input_size=64)
 
 
 # -- iResNet (Duta et al. 2020 as used by insightface's ArcFace; ArcFace sec. 3.3 "IR" blocks) ---------------

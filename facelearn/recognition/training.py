@@ -1,7 +1,7 @@
 """Training a recognition model with any loss of the book (book chapters "Metric learning" to "Beyond ArcFace").
 
 A :class:`RecognitionRecipe` is the whole recipe as data (backbone, loss, s, m, schedule); ``quick`` is the
-CPU chapters' SmallCNN on 48-px SynthFace identities, ``full`` insightface's ms1mv2_r50 recipe (iResNet-50,
+CPU chapters' SmallCNN on 64-px SynthFace identities, ``full`` insightface's ms1mv2_r50 recipe (iResNet-50,
 ArcFace s = 64, m = 0.5, SGD lr 0.1, 20 epochs). :func:`train` runs it with :class:`facelearn.engine.Trainer`
 and returns the backbone; :func:`save_model`/:func:`load_model` write and read the small checkpoint that
 ``facelearn eval verification`` and the chapters use (backbone weights + recipe, no class weights).
@@ -43,7 +43,7 @@ class RecognitionRecipe:
 
     name: str = "quick"
     backbone: str = "synthface-cnn"
-    input_size: int = 48
+    input_size: int = 64
     loss: str = "arcface"
     s: float = 32.0
     m: float = 0.5
@@ -61,7 +61,7 @@ class RecognitionRecipe:
 
     @classmethod
     def quick(cls, **changes: Any) -> "RecognitionRecipe":
-        """The CPU chapters' recipe (SmallCNN, 48 px, AdamW); ``changes`` override fields."""
+        """The CPU chapters' recipe (SmallCNN, 64 px, AdamW); ``changes`` override fields."""
         return replace(cls(), **changes)
 
     @classmethod
@@ -214,9 +214,9 @@ class SynthFaceIdentities:
     ``seed``: a smaller training set (:data:`PAGE_IDENTITIES`) is scored on the very same pairs."""
 
     n_identities: int = 1000
-    images_per_identity: int = 10
+    images_per_identity: int = 20
     n_test_identities: int = 100
-    image_size: int = 48
+    image_size: int = 64
     seed: int = 0
 
     @property
@@ -226,7 +226,7 @@ class SynthFaceIdentities:
 
 
 #: The smaller training set the chapters train on while the page runs (the checkpoints use the default).
-PAGE_IDENTITIES = SynthFaceIdentities(n_identities=300)
+PAGE_IDENTITIES = SynthFaceIdentities(n_identities=150)
 
 
 def synthface_identities(config: SynthFaceIdentities = SynthFaceIdentities(), progress: bool = True):  # noqa: ANN201
