@@ -53,16 +53,14 @@ class TrainConfig:
     synth_image_size: int = 0
 
 
+_QUICK = TrainConfig("quick", image_size=256, epochs=80, batch_size=16, lr=3e-3, weight_decay=1e-4,
+                     optimizer="adamw", warmup_epochs=1.0, synth_train=400, synth_val=100, synth_image_size=320)
+
 PRESETS = {
-    "quick": TrainConfig("quick", image_size=256, epochs=80, batch_size=16, lr=3e-3, weight_decay=1e-4,
-                         optimizer="adamw", warmup_epochs=1.0, synth_train=400, synth_val=100, synth_image_size=320),
-    "quick-no-landmarks": TrainConfig("quick-no-landmarks", image_size=256, epochs=80, batch_size=16, lr=3e-3,
-                                      weight_decay=1e-4, optimizer="adamw", warmup_epochs=1.0, synth_train=400,
-                                      synth_val=100, synth_image_size=320, loss=LossConfig(landmark_weight=0.0)),
-    "quick-dense": TrainConfig("quick-dense", model="mobilenet0.25-common-dense", image_size=256, epochs=80,
-                               batch_size=16, lr=3e-3, weight_decay=1e-4, optimizer="adamw", warmup_epochs=1.0,
-                               synth_train=400, synth_val=100, synth_image_size=320,
-                               loss=LossConfig(dense_weight=0.01)),
+    "quick": _QUICK,
+    "quick-no-landmarks": replace(_QUICK, name="quick-no-landmarks", loss=LossConfig(landmark_weight=0.0)),
+    "quick-dense": replace(_QUICK, name="quick-dense", model="mobilenet0.25-common-dense",
+                           loss=LossConfig(dense_weight=0.01)),
     "full": TrainConfig("full", loss=LossConfig(neg_pos_ratio=7.0)),
     "full-resnet50": TrainConfig("full-resnet50", model="resnet50-common", image_size=840, epochs=100,
                                  batch_size=24, pretrained=True, loss=LossConfig(neg_pos_ratio=7.0)),
