@@ -193,6 +193,54 @@ def test_detect_any_size_returns_image_coordinates(tmp_path):
         detect(model, np.zeros((10, 10)))
 
 
+class _OneFace(torch.nn.Module):
+    """A stand-in detector that sees one face covering the middle of whatever input it is given (its box
+    and landmarks fixed as fractions of the input side), predicted by the anchor nearest to it."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.sizes = []
+
+    def anchors(self, size, device=None):
+        return generate_anchors(anchor_config("common"), size)
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        self.sizes.append((h, w))
+        anchors = self.anchors((h, w))
+        face = torch.tensor([0.25 * w, 0.3 * h, 0.7 * w, 0.8 * h])
+        pts = torch.tensor([[0.4 * w, 0.45 * h]]).repeat(5, 1)
+        idx = int(box_iou(face[None], cxcywh_to_xyxy(anchors)).argmax())
+        cls = torch.zeros(1, len(anchors), 2)
+        cls[..., 0] = 5.0
+        cls[0, idx] = torch.tensor([0.0, 5.0])
+        box = torch.zeros(1, len(anchors), 4)
+        lm = torch.zeros(1, len(anchors), 10)
+        box[0, idx] = encode_boxes(face, anchors[idx])
+        lm[0, idx] = encode_landmarks(pts, anchors[idx])
+        return {"cls": cls, "box": box, "landmarks": lm}
+
+
+def test_detect_scale_resizes_the_input_and_maps_detections_back():
+    model = _OneFace()
+    image = np.zeros((96, 160, 3), np.uint8)
+    want = torch.tensor([[0.25 * 160, 0.3 * 96, 0.7 * 160, 0.8 * 96]])
+    for scale, size in ((1.0, (96, 160)), (2.0, (192, 320)), (0.5, (48, 80))):
+        det = detect(model, image, scale=scale)
+        assert model.sizes[-1] == size and len(det) == 1
+        assert torch.allclose(det.boxes, want, atol=1e-3)
+        assert torch.allclose(det.landmarks[0, 0], torch.tensor([64.0, 43.2]), atol=1e-3)
+    detect(model, image, scale=2.0, max_size=200)  # the long side is capped after resizing
+    assert model.sizes[-1] == (120, 200)
+    det = detect(model, image, scale=(1.0, 1.5, 2.0))  # a pyramid: three passes, one face after joint NMS
+    assert model.sizes[-3:] == [(96, 160), (144, 240), (192, 320)]
+    assert len(det) == 1 and torch.allclose(det.boxes, want, atol=1e-3)
+    for bad in (0.0, (), (1.0, -2.0)):
+        with pytest.raises(ValueError, match="scale"):
+            detect(model, image, scale=bad)
+
+
 def test_detections_scaled():
     d = Detections(torch.tensor([[1.0, 2.0, 3.0, 4.0]]), torch.tensor([0.9]), torch.ones(1, 5, 2))
     s = d.scaled(2.0, 3.0)

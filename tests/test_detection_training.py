@@ -81,7 +81,7 @@ def test_train_resume_detect_cli(tiny_wider, tmp_path, cli):
     assert [h["epoch"] for h in out["history"]] == [1, 2] and set(out["ap"]) == {"easy", "medium", "hard"}
     preds = tmp_path / "preds"
     code, out, err = cli("detect", tiny_wider / "WIDER_val" / "images", "--checkpoint", export, "--out", preds,
-                         "--quiet", "--device", "cpu")
+                         "--scale", "1", "1.5", "--quiet", "--device", "cpu")
     assert code == 0, err
     files = sorted(preds.glob("*/*.txt"))
     images = sorted((tiny_wider / "WIDER_val" / "images").glob("*/*.jpg"))
@@ -126,7 +126,8 @@ def test_shipped_checkpoint_reproduces_its_ap(name, tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
     export_widerface(root, n_train=0, n_val=cfg.synth_val, image_size=cfg.synth_image_size,
                      seed=state["metrics"]["seed"], progress=False)
-    ap = evaluate_model(load_detector(path), root, progress=False).ap
+    assert tuple(state["metrics"]["scales"]) == cfg.test_scales
+    ap = evaluate_model(load_detector(path), root, scale=cfg.test_scales, progress=False).ap
     for setting, value in state["metrics"]["ap"].items():
         assert ap[setting] == pytest.approx(value, abs=2e-3)
     if state["recipe"] == "quick":

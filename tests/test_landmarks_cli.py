@@ -1,4 +1,5 @@
-"""``facelearn train pfld`` and ``facelearn eval landmarks`` end to end on a tiny WFLW folder (chapter "PFLD")."""
+"""``facelearn train pfld`` and ``facelearn eval landmarks`` end to end on a tiny WFLW folder, and prediction with
+the mirrored crop (chapter "PFLD")."""
 
 from __future__ import annotations
 
@@ -57,6 +58,9 @@ def test_train_then_eval_checkpoint(tmp_path, capsys):
     records, images = R.load_split(root, "test")
     errors, again = R.evaluate(model, records, images)
     assert summary["all"]["nme"] == pytest.approx(float(errors.mean()))
+    assert main(["eval", "landmarks", "--checkpoint", str(out), "--data", str(root), "--flip", "--json"]) == 0
+    flipped = json.loads(capsys.readouterr().out)
+    assert flipped["all"]["nme"] == pytest.approx(float(R.evaluate(model, records, images, flip=True)[0].mean()))
     assert main(["train", "pfld", "--data", str(root), "--out", str(out), "--epochs", "0"]) == 2
 
 
@@ -65,3 +69,37 @@ def test_help_has_examples(capsys):
         with pytest.raises(SystemExit):
             main(argv)
         assert "example:" in capsys.readouterr().out
+
+
+class _FixedShape(torch.nn.Module):
+    """A stand-in PFLD that predicts the same crop landmarks (in [0, 1]) for every input."""
+
+    def __init__(self, points):
+        super().__init__()
+        self.points = torch.nn.Parameter(torch.as_tensor(points, dtype=torch.float32).reshape(1, -1))
+
+    def forward(self, x):
+        return self.points.expand(len(x), -1), None
+
+
+def test_predict_with_flip_averages_the_mirrored_prediction(tmp_path):
+    """The mirrored crop's prediction is mapped back by x → size − 1 − x and the mirror permutation (written
+    out here from the WFLW point layout), then averaged with the plain one."""
+    from facelearn.data.wflw import WFLW_FLIP
+    from facelearn.landmarks.crops import apply_affine, invert_affine
+
+    root = make_wflw(tmp_path, n_train=1, n_test=3)
+    records, images = R.load_split(root, "test")
+    data = R.LandmarkCrops(records, images, augment=False)
+    points = np.random.default_rng(0).uniform(0.1, 0.9, (98, 2))
+    model = _FixedShape(points)
+    size = data.config.size
+    mirrored = np.empty_like(points)
+    for i in range(98):  # point i of the mirrored face is point WFLW_FLIP[i] of the original, reflected
+        mirrored[i] = [(size - 1) / size - points[WFLW_FLIP[i], 0], points[WFLW_FLIP[i], 1]]
+    plain, flipped = R.predict(model, data), R.predict(model, data, flip=True)
+    for k in range(len(records)):
+        to_image = invert_affine(data[k]["matrix"].numpy().astype(np.float64))
+        assert np.allclose(plain[k], apply_affine(to_image, points * size), atol=1e-3)
+        assert np.allclose(flipped[k], apply_affine(to_image, (points + mirrored) / 2 * size), atol=1e-3)
+    assert np.allclose(WFLW_FLIP[WFLW_FLIP], np.arange(98)) and WFLW_FLIP[60] == 72 and WFLW_FLIP[96] == 97

@@ -41,9 +41,11 @@ def test_shipped_checkpoint_reproduces_its_quoted_nme(synth_test_split, name):
     assert path.stat().st_size <= 5 * 2**20
     from facelearn.engine import load_checkpoint
 
-    quoted = load_checkpoint(path)["test_nme"]
+    state = load_checkpoint(path)
+    quoted = state["test_nme"]
+    assert state["test_flip"] == R.recipe("quick").test_flip
     records, images = R.load_split(synth_test_split, "test")
-    errors, summary = R.evaluate(R.load(path), records, images)
+    errors, summary = R.evaluate(R.load(path), records, images, flip=state["test_flip"])
     assert summary["all"]["n"] == R.recipe("quick").synth_test
     assert summary["all"]["nme"] == pytest.approx(quoted, abs=5e-4)
     assert summary["all"]["nme"] < 0.2 and summary["all"]["fr"] < 0.9   # a trained model, not the mean shape

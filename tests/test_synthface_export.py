@@ -56,6 +56,19 @@ def test_same_seed_gives_identical_bytes(tmp_path, wider):
     assert _digest(tmp_path / "w1") == _digest(tmp_path / "w2")
 
 
+def test_a_smaller_export_is_a_prefix_of_a_larger_one(tmp_path, wider):
+    """The chapters export fewer training scenes than the recipes (``PAGE_SCENES``): the first scenes and the
+    whole val split must be byte-identical, so pages and checkpoints are scored on the same images."""
+    export_widerface(tmp_path / "small", n_train=3, n_val=8, image_size=256, seed=1, progress=False)
+    small, large = _digest(tmp_path / "small"), _digest(wider)
+    images = [k for k in small if k.endswith(".jpg")]
+    assert len([k for k in images if k.startswith("WIDER_train")]) == 3
+    assert all(small[k] == large[k] for k in images)
+    assert all(small[k] == large[k] for k in small if k.startswith(("WIDER_val", "val", "wider_face_split")))
+    train_small = (tmp_path / "small" / "train" / "label.txt").read_text()
+    assert (wider / "train" / "label.txt").read_text().startswith(train_small)
+
+
 def _parse_retinaface_labels(text: str) -> dict:
     """RetinaFace label.txt: '# <event>/<name>.jpg' then one face per line of 20 numbers."""
     images, current = {}, None

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,30 +75,42 @@ def to_tensor(image: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def detect(model: torch.nn.Module, image: np.ndarray | torch.Tensor, *, score_threshold: float = 0.5,
-           nms_iou: float = 0.4, max_size: int | None = None, max_detections: int = 750) -> Detections:
+           nms_iou: float = 0.4, scale: float | Sequence[float] = 1.0, max_size: int | None = None,
+           max_detections: int = 750) -> Detections:
     """Detect faces in one image of any size. Returns boxes, scores, landmarks in the image's pixels.
 
-    image: H×W×3 uint8 RGB or (3, H, W) float in [0, 1]; max_size: if given and the long side is larger,
-    the image is shrunk to it for the network and the detections are scaled back.
+    image: H×W×3 uint8 RGB or (3, H, W) float in [0, 1]; scale: the image is resized by this factor for the
+    network (above 1 shows small faces at the size training crops showed them); several factors make an image
+    pyramid whose detections are pooled and suppressed together (the paper's multi-scale test; chapter
+    "Training and evaluating RetinaFace"); max_size: if given, each resized long side is capped at it.
     """
+    scales = (scale,) if isinstance(scale, (int, float)) else tuple(scale)
+    if not scales or not all(s > 0 for s in scales):
+        raise ValueError(f"scale must be a positive number or a non-empty list of them, got {scale}")
     x = to_tensor(image)
     h, w = x.shape[-2:]
-    scale = 1.0
-    if max_size is not None and max(h, w) > max_size:
-        scale = max_size / max(h, w)
-        x = F.interpolate(x[None], size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="bilinear",
-                          align_corners=False, antialias=True)[0]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    out = model(x[None].to(device))
+    found = []
+    for factor in scales:
+        if max_size is not None and max(h, w) * factor > max_size:
+            factor = max_size / max(h, w)
+        xs = x
+        if factor != 1.0:
+            xs = F.interpolate(x[None], size=(max(1, round(h * factor)), max(1, round(w * factor))), mode="bilinear",
+                               align_corners=False, antialias=factor < 1)[0]
+        out = model(xs[None].to(device))
+        anchors = model.anchors(tuple(xs.shape[-2:]), device=device)
+        det = postprocess(out, anchors, score_threshold=score_threshold, nms_iou=nms_iou,
+                          max_detections=max_detections)[0]
+        found.append(det.scaled(w / xs.shape[-1], h / xs.shape[-2]))
     model.train(was_training)
-    anchors = model.anchors(tuple(x.shape[-2:]), device=device)
-    det = postprocess(out, anchors, score_threshold=score_threshold, nms_iou=nms_iou,
-                      max_detections=max_detections)[0]
-    sh, sw = h / x.shape[-2], w / x.shape[-1]
-    det = det.scaled(sw, sh)
+    det = found[0]
+    if len(found) > 1:
+        boxes, scores = torch.cat([d.boxes for d in found]), torch.cat([d.scores for d in found])
+        keep = nms(boxes, scores, nms_iou)[:max_detections]
+        det = Detections(boxes[keep], scores[keep], torch.cat([d.landmarks for d in found])[keep])
     det.boxes[:, 0::2] = det.boxes[:, 0::2].clamp(0, w)
     det.boxes[:, 1::2] = det.boxes[:, 1::2].clamp(0, h)
     return Detections(det.boxes.cpu(), det.scores.cpu(), det.landmarks.cpu())
-

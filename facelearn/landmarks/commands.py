@@ -62,11 +62,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     model, trainer = R.train(rec, root, checkpoint=out.with_suffix(".trainer.pt"), device=args.device,
                              seed=args.seed, progress=True)
     records, images = R.load_split(root, "test")
-    errors, summary = R.evaluate(model["pfld"].eval(), records, images, rec.crops)
+    errors, summary = R.evaluate(model["pfld"].eval(), records, images, rec.crops, flip=rec.test_flip)
     meta = root / "meta.json"
     generator = json.loads(meta.read_text()).get("generator", "") if meta.is_file() else "real data"
     R.export(model, out, recipe=rec.name, loss="weighted" if rec.loss.weighted else "plain",
-             distance=rec.loss.distance, test_nme=summary["all"]["nme"], epochs=rec.epochs, seed=args.seed,
+             distance=rec.loss.distance, test_nme=summary["all"]["nme"], test_flip=rec.test_flip,
+             epochs=rec.epochs, seed=args.seed,
              data=str(generator))
     print(f"saved {out} (test NME {summary['all']['nme']:.4f} on {len(errors)} faces)")
     _print_summary(summary, False)
@@ -95,7 +96,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         model = R.load(args.checkpoint, device=args.device or "cpu")
         records, images = R.load_split(args.data, args.split)
-        _, summary = R.evaluate(model, records, images)
+        _, summary = R.evaluate(model, records, images, flip=args.flip)
     _print_summary(summary, args.json)
     return 0
 
@@ -123,6 +124,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--data", help="WFLW-layout folder to evaluate on")
         p.add_argument("--split", default="test", choices=["train", "test"], help="which annotation file")
         p.add_argument("--pred", help="predicted landmarks as a WFLW annotation file (instead of a model)")
+        p.add_argument("--flip", action="store_true",
+                       help="with --checkpoint: average each prediction with the mirrored crop's (the quick recipe's "
+                            "test protocol)")
         p.add_argument("--gt", help="ground-truth WFLW annotation file, same faces in the same order as --pred")
         p.add_argument("--device", help="cpu, cuda, mps")
         p.add_argument("--json", action="store_true", help="print JSON")

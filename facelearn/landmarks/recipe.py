@@ -19,7 +19,7 @@ from torch import nn
 from facelearn.data.wflw import LandmarkRecord, read_wflw, wflw_files
 from facelearn.engine import Trainer, cosine_schedule, load_checkpoint, make_loader, save_checkpoint
 from facelearn.landmarks import metrics
-from facelearn.landmarks.crops import CropConfig, LandmarkCrops, to_image_coordinates
+from facelearn.landmarks.crops import CropConfig, LandmarkCrops, flip_landmarks, to_image_coordinates
 from facelearn.landmarks.loss import LossConfig, PFLDObjective, categories, category_weights
 from facelearn.landmarks.pfld import PFLD, PFLDConfig, pfld_pair
 
@@ -40,6 +40,7 @@ class PFLDRecipe:
     synth_train: int = 0   # SynthFace faces to export when the data folder is empty (quick only)
     synth_test: int = 0
     workers: int = 0       # data-loader processes making crops (a GPU needs a few to keep up)
+    test_flip: bool = False  # evaluate on each crop and its mirror, averaging the two predictions
     note: str = ""
 
     def with_(self, **changes) -> "PFLDRecipe":
@@ -49,7 +50,7 @@ class PFLDRecipe:
 
 RECIPES = {
     "quick": PFLDRecipe("quick", PFLDConfig(0.25), epochs=40, batch_size=32, lr=3e-3, weight_decay=1e-6,
-                        warmup_steps=50, synth_train=3000, synth_test=300,
+                        warmup_steps=50, synth_train=6000, synth_test=300, test_flip=True,
                         note="PFLD 0.25X on the SynthFace wflw export, CPU"),
     "full": PFLDRecipe("full", PFLDConfig(1.0), epochs=150, batch_size=256, lr=1e-3, weight_decay=1e-6,
                        warmup_steps=500, workers=4, note="PFLD 1X on WFLW (7,500 training faces), one GPU"),
@@ -133,22 +134,35 @@ def load(path: str | os.PathLike, device: torch.device | str = "cpu") -> PFLD:
 
 
 @torch.no_grad()
-def predict(model: PFLD, dataset: LandmarkCrops, batch_size: int = 64) -> np.ndarray:
-    """Landmarks in image pixels for every face of ``dataset`` (un-augmented) → (N, P, 2)."""
+def predict(model: PFLD, dataset: LandmarkCrops, batch_size: int = 64, flip: bool = False) -> np.ndarray:
+    """Landmarks in image pixels for every face of ``dataset`` (un-augmented) → (N, P, 2).
+
+    flip: also predict on the mirrored crop, map those points back (x → size − 1 − x and the mirror
+    permutation, as in training's mirror augmentation) and average the two predictions.
+    """
     model.eval()
     dev = next(model.parameters()).device
+    size = dataset.config.size
     out = []
     for batch in make_loader(dataset, batch_size, shuffle=False):
-        pred, _ = model(batch["image"].to(dev))
-        out.append(to_image_coordinates(pred, batch["matrix"], dataset.config.size))
+        images = batch["image"].to(dev)
+        pred, _ = model(images)
+        pred = pred.cpu()
+        if flip:
+            mirrored, _ = model(images.flip(-1))
+            points = mirrored.cpu().double().numpy().reshape(len(pred), -1, 2) * size
+            back = np.stack([flip_landmarks(p, size) for p in points]) / size
+            pred = (pred + torch.from_numpy(back).to(pred.dtype).reshape(len(pred), -1)) / 2
+        out.append(to_image_coordinates(pred, batch["matrix"], size))
     return np.concatenate(out)
 
 
 def evaluate(model: PFLD, records: list[LandmarkRecord], images_dir: str | os.PathLike,
-             config: CropConfig = CropConfig()) -> tuple[np.ndarray, dict]:
-    """Per-face NME (N,) and :func:`facelearn.landmarks.metrics.summary` of ``model`` on ``records``."""
+             config: CropConfig = CropConfig(), flip: bool = False) -> tuple[np.ndarray, dict]:
+    """Per-face NME (N,) and :func:`facelearn.landmarks.metrics.summary` of ``model`` on ``records``
+    (``flip``: average with the mirrored crop's prediction, see :func:`predict`)."""
     data = LandmarkCrops(records, images_dir, augment=False, config=config)
-    pred = predict(model, data)
+    pred = predict(model, data, flip=flip)
     target = np.stack([r.landmarks for r in records])
     errors = metrics.nme(pred, target)
     return errors, metrics.summary(errors, np.stack([r.attributes for r in records]))

@@ -46,8 +46,9 @@ def fine_tune(recipe: str, start: str | os.PathLike, root: str | os.PathLike, *,
 
 
 def side_by_side(models: dict[str, torch.nn.Module], root: str | os.PathLike, scenes, branch=None,
-                 progress: bool = False) -> dict[str, dict[str, float]]:
-    """For each named model: WIDER-protocol AP (easy / medium / hard) on ``root``'s val split and the median
+                 scale: float | tuple[float, ...] = 1.0, progress: bool = False) -> dict[str, dict[str, float]]:
+    """For each named model: WIDER-protocol AP (easy / medium / hard) on ``root``'s val split (images resized by
+    ``scale``, a recipe's ``test_scales``) and the median
     5-point landmark error (/ inter-ocular distance) on ``scenes``
     (:func:`~facelearn.detection.mesh.evaluation.dense_scenes`); with a dense head, also its median 3-D error."""
     from facelearn.detection.mesh.evaluation import evaluate_heads
@@ -55,7 +56,7 @@ def side_by_side(models: dict[str, torch.nn.Module], root: str | os.PathLike, sc
 
     rows = {}
     for name, model in models.items():
-        ap = evaluate_model(model, root, progress=progress).ap
+        ap = evaluate_model(model, root, scale=scale, progress=progress).ap
         heads = evaluate_heads(model, scenes, branch, examples=0)
         rows[name] = {**{f"AP {k}": float(v) for k, v in ap.items()}, "landmark NME": float(np.median(heads.nme)),
                       "3-D error": float(np.nanmedian(heads.mesh)) if np.isfinite(heads.mesh).any() else float("nan")}
