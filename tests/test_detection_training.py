@@ -83,6 +83,9 @@ def test_train_resume_detect_cli(tiny_wider, tmp_path, cli):
     code, out, err = cli("detect", tiny_wider / "WIDER_val" / "images", "--checkpoint", export, "--out", preds,
                          "--scale", "1", "1.5", "--quiet", "--device", "cpu")
     assert code == 0, err
+    code, _, err = cli("detect", tiny_wider / "WIDER_val" / "images", "--checkpoint", export, "--out", preds,
+                       "--scale", "1", "0", "--quiet", "--device", "cpu")
+    assert code == 2 and "scale must be a positive number" in err and len(err.strip().splitlines()) == 1
     files = sorted(preds.glob("*/*.txt"))
     images = sorted((tiny_wider / "WIDER_val" / "images").glob("*/*.jpg"))
     assert [f.relative_to(preds).with_suffix("") for f in files] == \
