@@ -241,6 +241,62 @@ def test_detect_scale_resizes_the_input_and_maps_detections_back():
             detect(model, image, scale=bad)
 
 
+def test_detect_flip_mirrors_back_and_box_voting_averages():
+    """The stand-in sees its face at the same fractions of the mirrored input, i.e. at x ↦ W − x of the
+    original: the two passes overlap at IoU 0.8, NMS keeps one box, and voting at 0.4 averages the two (equal
+    scores) — boxes and landmarks alike; the mirrored landmarks come back at W − x."""
+    model = _OneFace()
+    image = np.zeros((96, 160, 3), np.uint8)
+    plain = torch.tensor([40.0, 28.8, 112.0, 76.8])
+    mirrored = torch.tensor([48.0, 28.8, 120.0, 76.8])
+    det = detect(model, image, flip=True)
+    assert model.sizes[-2:] == [(96, 160), (96, 160)] and len(det) == 1
+    assert any(torch.allclose(det.boxes[0], b, atol=1e-3) for b in (plain, mirrored))
+    det = detect(model, image, flip=True, vote_iou=0.4)
+    assert len(det) == 1 and torch.allclose(det.boxes[0], (plain + mirrored) / 2, atol=1e-3)
+    assert torch.allclose(det.landmarks[0], torch.tensor([80.0, 43.2]).expand(5, 2), atol=1e-3)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="vote_iou"):
+            detect(model, image, vote_iou=bad)
+
+
+def _random_detections(gen: torch.Generator, n: int, width: float = 100.0) -> Detections:
+    xy = torch.rand(n, 2, generator=gen) * width * 0.6
+    wh = 5 + torch.rand(n, 2, generator=gen) * width * 0.3
+    return Detections(torch.cat([xy, xy + wh], 1), torch.rand(n, generator=gen).sort(descending=True).values,
+                      torch.rand(n, 5, 2, generator=gen) * width)
+
+
+def test_mirrored_twice_is_the_identity_and_swaps_the_eyes():
+    d = _random_detections(torch.Generator().manual_seed(0), 20)
+    m = d.mirrored(100.0)
+    assert bool((m.boxes[:, 2] > m.boxes[:, 0]).all())
+    assert torch.allclose(m.landmarks[:, 0, 0], 100.0 - d.landmarks[:, 1, 0])  # left eye ← mirrored right eye
+    again = m.mirrored(100.0)
+    assert torch.allclose(again.boxes, d.boxes) and torch.allclose(again.landmarks, d.landmarks)
+    absent = Detections(d.boxes, d.scores, torch.full_like(d.landmarks, -1.0))
+    assert bool((absent.mirrored(100.0).landmarks == -1).all())
+
+
+def test_box_vote_against_a_loop():
+    from facelearn.detection.postprocess import box_vote
+
+    pool = _random_detections(torch.Generator().manual_seed(1), 60)
+    kept = pool.suppressed(0.4, 750)
+    voted = box_vote(kept, pool, 0.4)
+    assert torch.equal(voted.scores, kept.scores)
+    for k in range(len(kept)):
+        num, pts, den = torch.zeros(4), torch.zeros(5, 2), 0.0
+        for j in range(len(pool)):
+            if float(box_iou(kept.boxes[k:k + 1], pool.boxes[j:j + 1])) >= 0.4:
+                num += pool.scores[j] * pool.boxes[j]
+                pts += pool.scores[j] * pool.landmarks[j]
+                den += float(pool.scores[j])
+        assert torch.allclose(voted.boxes[k], num / den, atol=1e-4)
+        assert torch.allclose(voted.landmarks[k], pts / den, atol=1e-4)
+    assert len(box_vote(Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, 5, 2)), pool, 0.4)) == 0
+
+
 def test_detections_scaled():
     d = Detections(torch.tensor([[1.0, 2.0, 3.0, 4.0]]), torch.tensor([0.9]), torch.ones(1, 5, 2))
     s = d.scaled(2.0, 3.0)

@@ -81,8 +81,11 @@ def test_train_resume_detect_cli(tiny_wider, tmp_path, cli):
     assert [h["epoch"] for h in out["history"]] == [1, 2] and set(out["ap"]) == {"easy", "medium", "hard"}
     preds = tmp_path / "preds"
     code, out, err = cli("detect", tiny_wider / "WIDER_val" / "images", "--checkpoint", export, "--out", preds,
-                         "--scale", "1", "1.5", "--quiet", "--device", "cpu")
+                         "--scale", "1", "1.5", "--flip", "--vote", "0.4", "--quiet", "--device", "cpu")
     assert code == 0, err
+    code, _, err = cli("detect", tiny_wider / "WIDER_val" / "images", "--checkpoint", export, "--out", preds,
+                       "--vote", "1.5", "--quiet", "--device", "cpu")
+    assert code == 2 and "vote_iou must be in (0, 1]" in err and len(err.strip().splitlines()) == 1
     code, _, err = cli("detect", tiny_wider / "WIDER_val" / "images", "--checkpoint", export, "--out", preds,
                        "--scale", "1", "0", "--quiet", "--device", "cpu")
     assert code == 2 and "scale must be a positive number" in err and len(err.strip().splitlines()) == 1
@@ -129,8 +132,10 @@ def test_shipped_checkpoint_reproduces_its_ap(name, tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
     export_widerface(root, n_train=0, n_val=cfg.synth_val, image_size=cfg.synth_image_size,
                      seed=state["metrics"]["seed"], progress=False)
-    assert tuple(state["metrics"]["scales"]) == cfg.test_scales
-    ap = evaluate_model(load_detector(path), root, scale=cfg.test_scales, progress=False).ap
+    stored = state["metrics"]
+    assert (tuple(stored["scales"]), stored["flip"], stored["vote_iou"]) == tuple(cfg.test_time.values())
+    assert stored["images"] == cfg.synth_val
+    ap = evaluate_model(load_detector(path), root, progress=False, **cfg.test_time).ap
     for setting, value in state["metrics"]["ap"].items():
         assert ap[setting] == pytest.approx(value, abs=2e-3)
     if state["recipe"] == "quick":

@@ -57,16 +57,26 @@ def test_same_seed_gives_identical_bytes(tmp_path, wider):
 
 
 def test_a_smaller_export_is_a_prefix_of_a_larger_one(tmp_path, wider):
-    """The chapters export fewer training scenes than the recipes (``PAGE_SCENES``): the first scenes and the
-    whole val split must be byte-identical, so pages and checkpoints are scored on the same images."""
-    export_widerface(tmp_path / "small", n_train=3, n_val=8, image_size=256, seed=1, progress=False)
+    """The chapters export fewer scenes than the recipes (``PAGE_SCENES``, ``PAGE_VAL_SCENES``): the first
+    training and validation scenes must be byte-identical with the same faces and subsets, so a page scores a
+    prefix of the images a checkpoint was scored on."""
+    from facelearn.data.widerface import read_val_ground_truth
+
+    export_widerface(tmp_path / "small", n_train=3, n_val=5, image_size=256, seed=1, progress=False)
     small, large = _digest(tmp_path / "small"), _digest(wider)
     images = [k for k in small if k.endswith(".jpg")]
     assert len([k for k in images if k.startswith("WIDER_train")]) == 3
+    assert len([k for k in images if k.startswith("WIDER_val")]) == 5
     assert all(small[k] == large[k] for k in images)
-    assert all(small[k] == large[k] for k in small if k.startswith(("WIDER_val", "val", "wider_face_split")))
-    train_small = (tmp_path / "small" / "train" / "label.txt").read_text()
-    assert (wider / "train" / "label.txt").read_text().startswith(train_small)
+    for split in ("train", "val"):
+        part = (tmp_path / "small" / split / "label.txt").read_text()
+        assert (wider / split / "label.txt").read_text().startswith(part)
+    few, many = (read_val_ground_truth(root / "wider_face_split") for root in (tmp_path / "small", wider))
+    assert few.boxes and set(few.boxes) < set(many.boxes)
+    for key, boxes in few.boxes.items():
+        np.testing.assert_array_equal(boxes, many.boxes[key])
+        for setting in few.keep:
+            np.testing.assert_array_equal(few.keep[setting][key], many.keep[setting][key])
 
 
 def _parse_retinaface_labels(text: str) -> dict:

@@ -34,9 +34,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print("epoch {epoch}: loss {loss:.4f} (cls {cls:.4f}, box {box:.4f}, landmarks {landmarks:.4f})".format(**last))
     metrics = {}
     if not args.no_eval and (root / "wider_face_split").is_dir():
-        result = evaluate_model(model, root, scale=cfg.test_scales, progress=True)
+        result = evaluate_model(model, root, progress=True, **cfg.test_time)
         metrics = {"ap": {k: round(v, 4) for k, v in result.ap.items()}, "images": result.images,
-                   "scales": list(cfg.test_scales)}
+                   "scales": list(cfg.test_scales), "flip": cfg.test_flip, "vote_iou": cfg.test_vote_iou}
         print("val AP " + "  ".join(f"{k} {v:.4f}" for k, v in result.ap.items()))
     if args.export:
         path = export_weights(model.cpu(), args.export, preset=cfg.model, recipe=cfg.name,
@@ -72,7 +72,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     faces = 0
     for path in tqdm(images, desc="detect", disable=args.quiet):
         det = detect(model, read_rgb(path), score_threshold=args.threshold, nms_iou=args.nms, scale=args.scale,
-                     max_size=args.max_size)
+                     flip=args.flip, vote_iou=args.vote, max_size=args.max_size)
         b = det.boxes.numpy()
         xywh = b.copy()
         xywh[:, 2:] = b[:, 2:] - b[:, :2]
@@ -123,6 +123,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", type=float, nargs="+", default=[1.0],
                    help="resize images by this factor for the network; several factors: an image pyramid "
                         "(the quick recipe evaluates at 1.5 2 2.5)")
+    p.add_argument("--flip", action="store_true", help="also run each resized image mirrored (the paper's test)")
+    p.add_argument("--vote", type=float, metavar="IOU",
+                   help="box voting: refine each detection from the candidates overlapping it at this IoU "
+                        "(the paper uses 0.4)")
     p.add_argument("--max-size", type=int, help="cap the long side of the resized image at this")
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

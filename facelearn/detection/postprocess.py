@@ -1,5 +1,6 @@
-"""From per-anchor predictions to detections: decode, score threshold, NMS, and ``detect`` on any image
-(book chapter "Training and evaluating RetinaFace").
+"""From per-anchor predictions to detections: decode, score threshold, NMS, box voting, and ``detect`` on any
+image with the paper's test-time protocol — an image pyramid, its mirror, box voting (book chapter "Training
+and evaluating RetinaFace").
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.ops import nms
+from torchvision.ops import box_iou, nms
 
+from facelearn.data.transforms import FIVE_POINT_FLIP
 from facelearn.detection.box_coding import VARIANCES, decode_boxes, decode_landmarks
 
 
@@ -32,15 +34,36 @@ class Detections:
         f = self.boxes.new_tensor([factor_x, factor_y])
         return Detections(self.boxes * f.repeat(2), self.scores, self.landmarks * f)
 
+    def mirrored(self, width: float) -> "Detections":
+        """These detections mirrored in an image ``width`` wide: ``x ↦ width − x``, box corners swapped, the
+        landmarks reordered 0↔1, 3↔4 (rows of −1, from a model without a landmark head, stay −1)."""
+        boxes = torch.stack([width - self.boxes[:, 2], self.boxes[:, 1], width - self.boxes[:, 0],
+                             self.boxes[:, 3]], dim=1)
+        pts = self.landmarks[:, list(FIVE_POINT_FLIP)].clone()
+        pts[..., 0] = width - pts[..., 0]
+        absent = (self.landmarks == -1).flatten(1).all(1)
+        pts[absent] = -1.0
+        return Detections(boxes, self.scores, pts)
+
+    @staticmethod
+    def cat(parts: Sequence["Detections"]) -> "Detections":
+        """One set from several (e.g. the passes of an image pyramid), in the given order."""
+        return Detections(torch.cat([d.boxes for d in parts]), torch.cat([d.scores for d in parts]),
+                          torch.cat([d.landmarks for d in parts]))
+
+    def suppressed(self, nms_iou: float, max_detections: int) -> "Detections":
+        """Greedy NMS (torchvision) at ``nms_iou``: the ``max_detections`` best survivors, scores descending."""
+        keep = nms(self.boxes, self.scores, nms_iou)[:max_detections]
+        return Detections(self.boxes[keep], self.scores[keep], self.landmarks[keep])
+
 
 @torch.no_grad()
-def postprocess(outputs: dict[str, torch.Tensor], anchors: torch.Tensor, *, score_threshold: float = 0.02,
-                nms_iou: float = 0.4, pre_nms_top_k: int = 5000, max_detections: int = 750,
-                variances: tuple[float, float] = VARIANCES) -> list[Detections]:
-    """Decode a batch of model outputs. outputs: dict of (B, A, k); anchors: (A, 4) cx cy w h.
+def candidates(outputs: dict[str, torch.Tensor], anchors: torch.Tensor, *, score_threshold: float = 0.02,
+               pre_nms_top_k: int = 5000, variances: tuple[float, float] = VARIANCES) -> list[Detections]:
+    """Decode a batch of model outputs before NMS. outputs: dict of (B, A, k); anchors: (A, 4) cx cy w h.
 
-    Keeps anchors whose face probability (softmax of ``cls``) exceeds ``score_threshold``, the
-    ``pre_nms_top_k`` best of them, then torchvision NMS at ``nms_iou`` and the ``max_detections`` best.
+    Keeps the anchors whose face probability (softmax of ``cls``) exceeds ``score_threshold``, at most the
+    ``pre_nms_top_k`` best, scores descending; landmarks are −1 when the model has no landmark head.
     """
     scores = F.softmax(outputs["cls"].float(), dim=-1)[..., 1]
     anchors = anchors.to(scores.device, torch.float32)
@@ -54,9 +77,34 @@ def postprocess(outputs: dict[str, torch.Tensor], anchors: torch.Tensor, *, scor
             pts = decode_landmarks(outputs["landmarks"][b, keep].float(), anchors[keep], variances)
         else:
             pts = boxes.new_full((len(keep), 5, 2), -1.0)
-        k = nms(boxes, s[keep], nms_iou)[:max_detections]
-        results.append(Detections(boxes[k], s[keep][k], pts[k]))
+        results.append(Detections(boxes, s[keep], pts))
     return results
+
+
+@torch.no_grad()
+def postprocess(outputs: dict[str, torch.Tensor], anchors: torch.Tensor, *, score_threshold: float = 0.02,
+                nms_iou: float = 0.4, pre_nms_top_k: int = 5000, max_detections: int = 750,
+                variances: tuple[float, float] = VARIANCES) -> list[Detections]:
+    """Decode a batch of model outputs: :func:`candidates`, then torchvision NMS at ``nms_iou`` and the
+    ``max_detections`` best. outputs: dict of (B, A, k); anchors: (A, 4) cx cy w h."""
+    found = candidates(outputs, anchors, score_threshold=score_threshold, pre_nms_top_k=pre_nms_top_k,
+                       variances=variances)
+    return [d.suppressed(nms_iou, max_detections) for d in found]
+
+
+def box_vote(kept: Detections, pool: Detections, iou: float) -> Detections:
+    """Box voting (Gidaris and Komodakis 2015; the RetinaFace paper's test protocol, IoU 0.4): each kept box
+    (and its landmarks) becomes the score-weighted mean of the ``pool`` boxes (landmarks) overlapping it with
+    IoU ≥ ``iou``; its score stays. kept: the survivors of NMS over ``pool`` (every kept box is in the pool,
+    so each mean has at least one term). Boxes (K, 4), landmarks (K, 5, 2)."""
+    if len(kept) == 0:
+        return kept
+    weights = (box_iou(kept.boxes, pool.boxes) >= iou).float() * pool.scores[None]   # (K, N)
+    weights = weights / weights.sum(1, keepdim=True).clamp_min(1e-12)
+    pts = (weights @ pool.landmarks.flatten(1)).view(-1, 5, 2)
+    absent = (kept.landmarks == -1).flatten(1).all(1)
+    pts[absent] = -1.0
+    return Detections(weights @ pool.boxes, kept.scores, pts)
 
 
 def to_tensor(image: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -75,24 +123,28 @@ def to_tensor(image: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def detect(model: torch.nn.Module, image: np.ndarray | torch.Tensor, *, score_threshold: float = 0.5,
-           nms_iou: float = 0.4, scale: float | Sequence[float] = 1.0, max_size: int | None = None,
-           max_detections: int = 750) -> Detections:
+           nms_iou: float = 0.4, scale: float | Sequence[float] = 1.0, flip: bool = False,
+           vote_iou: float | None = None, max_size: int | None = None, max_detections: int = 750) -> Detections:
     """Detect faces in one image of any size. Returns boxes, scores, landmarks in the image's pixels.
 
-    image: H×W×3 uint8 RGB or (3, H, W) float in [0, 1]; scale: the image is resized by this factor for the
-    network (above 1 shows small faces at the size training crops showed them); several factors make an image
-    pyramid whose detections are pooled and suppressed together (the paper's multi-scale test; chapter
-    "Training and evaluating RetinaFace"); max_size: if given, each resized long side is capped at it.
+    image: H×W×3 uint8 RGB or (3, H, W) float in [0, 1]. The test-time protocol of the paper (chapter
+    "Training and evaluating RetinaFace"): scale: the image is resized by this factor for the network (above 1
+    shows small faces at the size training crops showed them); several factors make an image pyramid;
+    flip: each resized image is also run mirrored; the candidates of all passes (before NMS) are pooled and
+    suppressed together; vote_iou: if given, :func:`box_vote` refines each survivor from the pool (the paper
+    uses 0.4). max_size: if given, each resized long side is capped at it.
     """
     scales = (scale,) if isinstance(scale, (int, float)) else tuple(scale)
     if not scales or not all(s > 0 for s in scales):
         raise ValueError(f"scale must be a positive number or a non-empty list of them, got {scale}")
+    if vote_iou is not None and not 0 < vote_iou <= 1:
+        raise ValueError(f"vote_iou must be in (0, 1], got {vote_iou}")
     x = to_tensor(image)
     h, w = x.shape[-2:]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    found = []
+    pool = []
     for factor in scales:
         if max_size is not None and max(h, w) * factor > max_size:
             factor = max_size / max(h, w)
@@ -100,17 +152,17 @@ def detect(model: torch.nn.Module, image: np.ndarray | torch.Tensor, *, score_th
         if factor != 1.0:
             xs = F.interpolate(x[None], size=(max(1, round(h * factor)), max(1, round(w * factor))), mode="bilinear",
                                align_corners=False, antialias=factor < 1)[0]
-        out = model(xs[None].to(device))
         anchors = model.anchors(tuple(xs.shape[-2:]), device=device)
-        det = postprocess(out, anchors, score_threshold=score_threshold, nms_iou=nms_iou,
-                          max_detections=max_detections)[0]
-        found.append(det.scaled(w / xs.shape[-1], h / xs.shape[-2]))
+        for mirror in (False, True) if flip else (False,):
+            out = model((xs.flip(-1) if mirror else xs)[None].to(device))
+            found = candidates(out, anchors, score_threshold=score_threshold)[0]
+            found = found.scaled(w / xs.shape[-1], h / xs.shape[-2])
+            pool.append(found.mirrored(w) if mirror else found)
     model.train(was_training)
-    det = found[0]
-    if len(found) > 1:
-        boxes, scores = torch.cat([d.boxes for d in found]), torch.cat([d.scores for d in found])
-        keep = nms(boxes, scores, nms_iou)[:max_detections]
-        det = Detections(boxes[keep], scores[keep], torch.cat([d.landmarks for d in found])[keep])
+    pool = Detections.cat(pool)
+    det = pool.suppressed(nms_iou, max_detections)
+    if vote_iou is not None:
+        det = box_vote(det, pool, vote_iou)
     det.boxes[:, 0::2] = det.boxes[:, 0::2].clamp(0, w)
     det.boxes[:, 1::2] = det.boxes[:, 1::2].clamp(0, h)
     return Detections(det.boxes.cpu(), det.scores.cpu(), det.landmarks.cpu())

@@ -35,8 +35,10 @@ class TrainConfig:
     """One training recipe. model: a :data:`facelearn.detection.retinaface.PRESETS` name; image_size: side of
     the square training crops; epochs, batch_size, lr, weight_decay, optimizer (``sgd`` or ``adamw``),
     warmup_epochs; pretrained: ImageNet backbone (ResNets); loss: :class:`LossConfig`; synth_*: the SynthFace
-    export used when no data folder is given (train / val images and their size); test_scales: the factors
-    validation images are resized by for the network, several = an image pyramid (:func:`evaluate_model`)."""
+    export used when no data folder is given (train / val images and their size); test_scales, test_flip,
+    test_vote_iou: the test-time protocol of :func:`~facelearn.detection.postprocess.detect` — the factors
+    validation images are resized by (several = an image pyramid), the mirror pass, box voting's IoU
+    (:attr:`test_time`, used by :func:`evaluate_model`)."""
 
     name: str
     model: str = "mobilenet0.25-common"
@@ -53,15 +55,25 @@ class TrainConfig:
     synth_val: int = 0
     synth_image_size: int = 0
     test_scales: tuple[float, ...] = (1.0,)
+    test_flip: bool = False
+    test_vote_iou: float | None = None
+
+    @property
+    def test_time(self) -> dict[str, Any]:
+        """The test-time keywords of :func:`~facelearn.detection.postprocess.detect` and :func:`evaluate_model`:
+        ``scale``, ``flip``, ``vote_iou``."""
+        return {"scale": self.test_scales, "flip": self.test_flip, "vote_iou": self.test_vote_iou}
 
 
 _QUICK = TrainConfig("quick", image_size=256, epochs=40, batch_size=16, lr=3e-3, weight_decay=1e-4,
-                     optimizer="adamw", warmup_epochs=1.0, synth_train=2000, synth_val=100, synth_image_size=320,
-                     test_scales=(1.5, 2.0, 2.5))
+                     optimizer="adamw", warmup_epochs=1.0, synth_train=2000, synth_val=300, synth_image_size=320,
+                     test_scales=(1.5, 2.0, 2.5), test_flip=True, test_vote_iou=0.4)
 
-#: SynthFace training scenes the chapters export: the first ``PAGE_SCENES`` of ``quick``'s export (the same
-#: scenes; the val split does not depend on the count), so a page's export and short run fit its time budget.
+#: SynthFace scenes the chapters export: the first ``PAGE_SCENES`` training and ``PAGE_VAL_SCENES`` validation
+#: scenes of ``quick``'s export (the same scenes: each one depends only on the seed, its split and its index), so
+#: a page's export, short run and evaluations fit its time budget.
 PAGE_SCENES = 400
+PAGE_VAL_SCENES = 100
 
 PRESETS = {
     "quick": _QUICK,
@@ -144,10 +156,11 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 
 @torch.no_grad()
 def predict_folder(model: torch.nn.Module, images: list[Path], names: list[str], *, score_threshold: float = 0.02,
-                   scale: float | tuple[float, ...] = 1.0, max_size: int | None = None,
-                   progress: bool = True) -> dict[tuple[str, str], np.ndarray]:
+                   scale: float | tuple[float, ...] = 1.0, flip: bool = False, vote_iou: float | None = None,
+                   max_size: int | None = None, progress: bool = True) -> dict[tuple[str, str], np.ndarray]:
     """Run :func:`~facelearn.detection.postprocess.detect` on every image (resized by ``scale`` — one factor or
-    a pyramid — long side capped at ``max_size``). names: ``<event>/<file>.jpg``.
+    a pyramid — and mirrored if ``flip``, box voting at ``vote_iou``, long side capped at ``max_size``).
+    names: ``<event>/<file>.jpg``.
     Returns {(event, stem): (N, 5) x y w h score}, the form :func:`facelearn.detection.evaluation.evaluate`
     reads."""
     from tqdm.auto import tqdm
@@ -156,7 +169,8 @@ def predict_folder(model: torch.nn.Module, images: list[Path], names: list[str],
 
     out = {}
     for path, name in tqdm(list(zip(images, names)), desc="detect", disable=not progress, leave=False):
-        det = detect(model, read_rgb(path), score_threshold=score_threshold, scale=scale, max_size=max_size)
+        det = detect(model, read_rgb(path), score_threshold=score_threshold, scale=scale, flip=flip,
+                     vote_iou=vote_iou, max_size=max_size)
         b = det.boxes.numpy().astype(np.float64)
         xywh = np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
         out[Path(name).parent.name, Path(name).stem] = np.concatenate([xywh, det.scores.numpy()[:, None]], axis=1)
@@ -164,10 +178,12 @@ def predict_folder(model: torch.nn.Module, images: list[Path], names: list[str],
 
 
 def evaluate_model(model: torch.nn.Module, root: str | os.PathLike, *, score_threshold: float = 0.02,
-                   scale: float | tuple[float, ...] = 1.0, max_size: int | None = None, progress: bool = True):
+                   scale: float | tuple[float, ...] = 1.0, flip: bool = False, vote_iou: float | None = None,
+                   max_size: int | None = None, progress: bool = True):
     """WIDER FACE AP (easy / medium / hard) of ``model`` on the val split under ``root`` (the real data set
-    or a SynthFace export): ``root/WIDER_val/images`` and ``root/wider_face_split``; images resized by
-    ``scale`` for the network (a recipe's ``test_scales``). Returns
+    or a SynthFace export): ``root/WIDER_val/images`` and ``root/wider_face_split``; the test-time protocol
+    ``scale``, ``flip``, ``vote_iou`` of :func:`~facelearn.detection.postprocess.detect` (a recipe's
+    :attr:`TrainConfig.test_time`). Returns
     :class:`facelearn.detection.evaluation.WiderFaceResult`."""
     from facelearn.data.widerface import read_val_ground_truth
     from facelearn.detection.evaluation import evaluate
@@ -176,8 +192,8 @@ def evaluate_model(model: torch.nn.Module, root: str | os.PathLike, *, score_thr
     gt = read_val_ground_truth(root / "wider_face_split")
     names = [f"{e}/{f}.jpg" for e in gt.events for f in gt.files[e]]
     paths = [root / "WIDER_val" / "images" / n for n in names]
-    preds = predict_folder(model, paths, names, score_threshold=score_threshold, scale=scale, max_size=max_size,
-                           progress=progress)
+    preds = predict_folder(model, paths, names, score_threshold=score_threshold, scale=scale, flip=flip,
+                           vote_iou=vote_iou, max_size=max_size, progress=progress)
     return evaluate(preds, gt)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,9 +47,9 @@ def fine_tune(recipe: str, start: str | os.PathLike, root: str | os.PathLike, *,
 
 
 def side_by_side(models: dict[str, torch.nn.Module], root: str | os.PathLike, scenes, branch=None,
-                 scale: float | tuple[float, ...] = 1.0, progress: bool = False) -> dict[str, dict[str, float]]:
-    """For each named model: WIDER-protocol AP (easy / medium / hard) on ``root``'s val split (images resized by
-    ``scale``, a recipe's ``test_scales``) and the median
+                 progress: bool = False, **test_time: Any) -> dict[str, dict[str, float]]:
+    """For each named model: WIDER-protocol AP (easy / medium / hard) on ``root``'s val split (``test_time``: the
+    ``scale``, ``flip``, ``vote_iou`` keywords of ``evaluate_model``, a recipe's ``test_time``) and the median
     5-point landmark error (/ inter-ocular distance) on ``scenes``
     (:func:`~facelearn.detection.mesh.evaluation.dense_scenes`); with a dense head, also its median 3-D error."""
     from facelearn.detection.mesh.evaluation import evaluate_heads
@@ -56,7 +57,7 @@ def side_by_side(models: dict[str, torch.nn.Module], root: str | os.PathLike, sc
 
     rows = {}
     for name, model in models.items():
-        ap = evaluate_model(model, root, scale=scale, progress=progress).ap
+        ap = evaluate_model(model, root, progress=progress, **test_time).ap
         heads = evaluate_heads(model, scenes, branch, examples=0)
         rows[name] = {**{f"AP {k}": float(v) for k, v in ap.items()}, "landmark NME": float(np.median(heads.nme)),
                       "3-D error": float(np.nanmedian(heads.mesh)) if np.isfinite(heads.mesh).any() else float("nan")}
