@@ -1,5 +1,8 @@
 """RetinaFace speed (book chapter "Training and evaluating RetinaFace"): ``detect`` latency on one 640×480
-image with one thread, and one training step (forward, loss with matching and OHEM, backward, update) at
+image with one thread; the ``quick`` recipe's test-time protocol (pyramid, mirror, box voting) on a
+320×240 image as a multiple of one pass on it (25× the pixels of one pass; with the untrained weights used
+here nearly every anchor passes the 0.02 evaluation threshold, the worst case for NMS and voting); and one
+training step (forward, loss with matching and OHEM, backward, update) at
 batch 8 × 640×640. Prints the model, the device and the thread count; not a test.
 
     python benchmarks/retinaface_speed.py [--model mobilenet0.25-common] [--repeats 10] [--device cpu]
@@ -18,6 +21,7 @@ from facelearn import runtime
 from facelearn.detection import retinaface
 from facelearn.detection.loss import MultiTaskLoss
 from facelearn.detection.postprocess import detect
+from facelearn.detection.training import train_config
 from facelearn.models import count_parameters
 
 
@@ -57,6 +61,11 @@ def main() -> None:
     lat = timed(lambda: detect(model, image, score_threshold=0.5), args.repeats, dev)
     print(f"detect 640x480, {torch.get_num_threads()} thread: median {statistics.median(lat) * 1e3:.1f} ms "
           f"(min {min(lat) * 1e3:.1f}, {args.repeats} runs)")
+    small, protocol = image[:240, :320], train_config("quick").test_time
+    one = statistics.median(timed(lambda: detect(model, small, score_threshold=0.02), args.repeats, dev))
+    full = statistics.median(timed(lambda: detect(model, small, score_threshold=0.02, **protocol), args.repeats, dev))
+    print(f"detect 320x240, quick test-time protocol {protocol}: median {full * 1e3:.1f} ms = "
+          f"{full / one:.1f}x one pass ({one * 1e3:.1f} ms)")
 
     torch.set_num_threads(args.train_threads or default_threads)
     model.train()

@@ -50,7 +50,7 @@ class PFLDRecipe:
 
 RECIPES = {
     "quick": PFLDRecipe("quick", PFLDConfig(0.25), epochs=40, batch_size=32, lr=3e-3, weight_decay=1e-6,
-                        warmup_steps=50, synth_train=6000, synth_test=300, test_flip=True,
+                        warmup_steps=50, synth_train=12000, synth_test=300, test_flip=True,
                         note="PFLD 0.25X on the SynthFace wflw export, CPU"),
     "full": PFLDRecipe("full", PFLDConfig(1.0), epochs=150, batch_size=256, lr=1e-3, weight_decay=1e-6,
                        warmup_steps=500, workers=4, note="PFLD 1X on WFLW (7,500 training faces), one GPU"),
