@@ -16,6 +16,9 @@ from torchvision.ops import box_iou, nms
 from facelearn.data.transforms import FIVE_POINT_FLIP
 from facelearn.detection.box_coding import VARIANCES, decode_boxes, decode_landmarks
 
+#: Candidates that enter NMS, best first: per pass, and for the pooled passes of a test-time protocol.
+PRE_NMS_TOP_K = 5000
+
 
 @dataclass
 class Detections:
@@ -59,7 +62,7 @@ class Detections:
 
 @torch.no_grad()
 def candidates(outputs: dict[str, torch.Tensor], anchors: torch.Tensor, *, score_threshold: float = 0.02,
-               pre_nms_top_k: int = 5000, variances: tuple[float, float] = VARIANCES) -> list[Detections]:
+               pre_nms_top_k: int = PRE_NMS_TOP_K, variances: tuple[float, float] = VARIANCES) -> list[Detections]:
     """Decode a batch of model outputs before NMS. outputs: dict of (B, A, k); anchors: (A, 4) cx cy w h.
 
     Keeps the anchors whose face probability (softmax of ``cls``) exceeds ``score_threshold``, at most the
@@ -83,7 +86,7 @@ def candidates(outputs: dict[str, torch.Tensor], anchors: torch.Tensor, *, score
 
 @torch.no_grad()
 def postprocess(outputs: dict[str, torch.Tensor], anchors: torch.Tensor, *, score_threshold: float = 0.02,
-                nms_iou: float = 0.4, pre_nms_top_k: int = 5000, max_detections: int = 750,
+                nms_iou: float = 0.4, pre_nms_top_k: int = PRE_NMS_TOP_K, max_detections: int = 750,
                 variances: tuple[float, float] = VARIANCES) -> list[Detections]:
     """Decode a batch of model outputs: :func:`candidates`, then torchvision NMS at ``nms_iou`` and the
     ``max_detections`` best. outputs: dict of (B, A, k); anchors: (A, 4) cx cy w h."""
@@ -131,8 +134,9 @@ def detect(model: torch.nn.Module, image: np.ndarray | torch.Tensor, *, score_th
     "Training and evaluating RetinaFace"): scale: the image is resized by this factor for the network (above 1
     shows small faces at the size training crops showed them); several factors make an image pyramid;
     flip: each resized image is also run mirrored; the candidates of all passes (before NMS) are pooled and
-    suppressed together; vote_iou: if given, :func:`box_vote` refines each survivor from the pool (the paper
-    uses 0.4). max_size: if given, each resized long side is capped at it.
+    the best ``PRE_NMS_TOP_K`` of them suppressed together, as for one pass; vote_iou: if given,
+    :func:`box_vote` refines each survivor from that pool (the paper uses 0.4). max_size: if given, each
+    resized long side is capped at it.
     """
     scales = (scale,) if isinstance(scale, (int, float)) else tuple(scale)
     if not scales or not all(s > 0 for s in scales):
@@ -160,6 +164,8 @@ def detect(model: torch.nn.Module, image: np.ndarray | torch.Tensor, *, score_th
             pool.append(found.mirrored(w) if mirror else found)
     model.train(was_training)
     pool = Detections.cat(pool)
+    best = pool.scores.argsort(descending=True)[:PRE_NMS_TOP_K]  # one pass's cap: bounds NMS and voting
+    pool = Detections(pool.boxes[best], pool.scores[best], pool.landmarks[best])
     det = pool.suppressed(nms_iou, max_detections)
     if vote_iou is not None:
         det = box_vote(det, pool, vote_iou)
