@@ -37,6 +37,10 @@ class Detections:
         f = self.boxes.new_tensor([factor_x, factor_y])
         return Detections(self.boxes * f.repeat(2), self.scores, self.landmarks * f)
 
+    def take(self, index: torch.Tensor) -> "Detections":
+        """The detections at ``index`` (a (K,) long tensor), in that order."""
+        return Detections(self.boxes[index], self.scores[index], self.landmarks[index])
+
     def mirrored(self, width: float) -> "Detections":
         """These detections mirrored in an image ``width`` wide: ``x ↦ width − x``, box corners swapped, the
         landmarks reordered 0↔1, 3↔4 (rows of −1, from a model without a landmark head, stay −1)."""
@@ -44,9 +48,7 @@ class Detections:
                              self.boxes[:, 3]], dim=1)
         pts = self.landmarks[:, list(FIVE_POINT_FLIP)].clone()
         pts[..., 0] = width - pts[..., 0]
-        absent = (self.landmarks == -1).flatten(1).all(1)
-        pts[absent] = -1.0
-        return Detections(boxes, self.scores, pts)
+        return Detections(boxes, self.scores, _keep_absent(pts, self.landmarks))
 
     @staticmethod
     def cat(parts: Sequence["Detections"]) -> "Detections":
@@ -56,8 +58,7 @@ class Detections:
 
     def suppressed(self, nms_iou: float, max_detections: int) -> "Detections":
         """Greedy NMS (torchvision) at ``nms_iou``: the ``max_detections`` best survivors, scores descending."""
-        keep = nms(self.boxes, self.scores, nms_iou)[:max_detections]
-        return Detections(self.boxes[keep], self.scores[keep], self.landmarks[keep])
+        return self.take(nms(self.boxes, self.scores, nms_iou)[:max_detections])
 
 
 @torch.no_grad()
@@ -105,9 +106,13 @@ def box_vote(kept: Detections, pool: Detections, iou: float) -> Detections:
     weights = (box_iou(kept.boxes, pool.boxes) >= iou).float() * pool.scores[None]   # (K, N)
     weights = weights / weights.sum(1, keepdim=True).clamp_min(1e-12)
     pts = (weights @ pool.landmarks.flatten(1)).view(-1, 5, 2)
-    absent = (kept.landmarks == -1).flatten(1).all(1)
-    pts[absent] = -1.0
-    return Detections(weights @ pool.boxes, kept.scores, pts)
+    return Detections(weights @ pool.boxes, kept.scores, _keep_absent(pts, kept.landmarks))
+
+
+def _keep_absent(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """``new`` landmarks (N, 5, 2) with the rows that were all −1 in ``old`` (no landmark head) −1 again."""
+    new[(old == -1).flatten(1).all(1)] = -1.0
+    return new
 
 
 def to_tensor(image: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -164,8 +169,7 @@ def detect(model: torch.nn.Module, image: np.ndarray | torch.Tensor, *, score_th
             pool.append(found.mirrored(w) if mirror else found)
     model.train(was_training)
     pool = Detections.cat(pool)
-    best = pool.scores.argsort(descending=True)[:PRE_NMS_TOP_K]  # one pass's cap: bounds NMS and voting
-    pool = Detections(pool.boxes[best], pool.scores[best], pool.landmarks[best])
+    pool = pool.take(pool.scores.argsort(descending=True)[:PRE_NMS_TOP_K])  # one pass's cap: bounds NMS, voting
     det = pool.suppressed(nms_iou, max_detections)
     if vote_iou is not None:
         det = box_vote(det, pool, vote_iou)
