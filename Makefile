@@ -86,6 +86,8 @@ checkpoints: setup
 	$(BIN)/facelearn train retinaface --preset quick-no-landmarks --fresh \
 	    --export facelearn/detection/checkpoints/retinaface_mnet025_quick_no_landmarks.pt
 	$(BIN)/facelearn train pfld --preset quick --loss weighted --out facelearn/landmarks/checkpoints/pfld-quick.pt
+	$(BIN)/facelearn train pfld --preset quick --loss weighted --attributes loss --level-pitch zero \
+	    --out facelearn/landmarks/checkpoints/pfld-quick-as-written.pt
 	$(BIN)/facelearn train pfld --preset quick --loss plain --out facelearn/landmarks/checkpoints/pfld-quick-plain.pt
 	$(BIN)/facelearn train mesh-decoder --preset quick --out facelearn/detection/checkpoints/mesh_decoder_quick.pt
 

@@ -98,3 +98,22 @@ def test_cosine_schedule_shape():
         sched.step()
     assert lrs[0] == pytest.approx(0.5) and lrs[1] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[1:], lrs[2:])) and lrs[-1] < 0.05
+
+
+def test_weighted_loader_draws_in_proportion_and_reproducibly():
+    data = torch.utils.data.TensorDataset(torch.arange(400))
+    weights = torch.tensor([1.0, 0.0, 3.0, 4.0]).repeat(100)     # item i weighs weights[i % 4]
+    loader = make_loader(data, 400, seed=3, weights=weights)
+    counts = torch.zeros(4)
+    for _ in range(100):
+        (batch,) = next(iter(loader))
+        counts += torch.bincount(batch % 4, minlength=4)
+    assert counts[1] == 0
+    assert (counts / counts.sum()).tolist() == pytest.approx([1 / 8, 0, 3 / 8, 4 / 8], abs=0.01)
+    loader.generator.manual_seed(3)
+    first = next(iter(loader))[0]
+    loader.generator.manual_seed(3)
+    assert torch.equal(next(iter(loader))[0], first)
+    for bad in (torch.ones(3), -weights, torch.zeros(400)):
+        with pytest.raises(ValueError, match="non-negative"):
+            make_loader(data, 2, weights=bad)

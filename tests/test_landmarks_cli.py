@@ -11,6 +11,7 @@ import torch
 
 from facelearn.cli import main
 from facelearn.data.wflw import LandmarkRecord, read_wflw, wflw_files, write_wflw
+from facelearn.engine import load_checkpoint
 from facelearn.landmarks import recipe as R
 from test_landmarks_data import make_wflw
 
@@ -62,6 +63,17 @@ def test_train_then_eval_checkpoint(tmp_path, capsys):
     flipped = json.loads(capsys.readouterr().out)
     assert flipped["all"]["nme"] == pytest.approx(float(R.evaluate(model, records, images, flip=True)[0].mean()))
     assert main(["train", "pfld", "--data", str(root), "--out", str(out), "--epochs", "0"]) == 2
+
+
+def test_train_records_how_the_attribute_weight_was_applied(tmp_path):
+    torch.set_num_threads(1)
+    root = make_wflw(tmp_path / "data", n_train=8, n_test=3)
+    for attributes, level in (("loss", "zero"), ("sampling", "median")):
+        out = tmp_path / f"{attributes}.pt"
+        assert main(["train", "pfld", "--data", str(root), "--out", str(out), "--epochs", "1", "--device", "cpu",
+                     "--attributes", attributes, "--level-pitch", level]) == 0
+        state = load_checkpoint(out)
+        assert (state["loss"], state["attributes"], state["level_pitch"]) == ("weighted", attributes, level)
 
 
 def test_help_has_examples(capsys):

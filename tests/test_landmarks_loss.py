@@ -17,7 +17,7 @@ from facelearn.landmarks.pfld import PFLDConfig, pfld_pair
 
 def loop_categories(yaw, pitch, attrs, th=PoseThresholds()):
     """Category membership of one sample, written out with Python comparisons in degrees."""
-    y, p = math.degrees(yaw), math.degrees(pitch)
+    y, p = math.degrees(yaw), math.degrees(pitch) - th.level
     profile, up, down = abs(y) >= th.profile, p >= th.up, p <= -th.down
     return [profile, not (profile or up or down), up, down, bool(attrs[1]), bool(attrs[4])]
 
@@ -119,3 +119,64 @@ def test_gradient_reaches_auxiliary_net_and_matches_finite_differences():
     plain_loss, plain_logs = PFLDObjective(omega, LossConfig(weighted=False))(model, batch)
     assert plain_loss.item() == pytest.approx(logs["plain"])
     assert "angle_error_deg" in logs and np.isfinite(logs["angle_error_deg"])
+
+
+@pytest.mark.parametrize("level", [0.0, -12.0, 7.5])
+def test_level_pitch_shifts_head_up_and_down(level):
+    g = torch.Generator().manual_seed(3)
+    angles = (torch.rand(200, 3, generator=g, dtype=torch.float64) - 0.5) * 1.6
+    attrs = (torch.rand(200, 6, generator=g) < 0.3).float()
+    th = PoseThresholds(level=level)
+    got = categories(angles, attrs, th).tolist()
+    want = [loop_categories(a[0], a[1], f, th) for a, f in zip(angles.tolist(), attrs.tolist())]
+    assert got == want
+    # 15° below level: head down when level is 7.5°, neither up nor down when level is 0°
+    row = categories(torch.tensor([[0.0, math.radians(level - 15.0), 0.0]]), torch.zeros(1, 6),
+                     PoseThresholds(down=10.0, level=level))
+    assert row[0, 3] and not row[0, 1]
+
+
+def test_loss_config_rejects_unknown_switches():
+    with pytest.raises(ValueError, match="'loss' or 'sampling'"):
+        LossConfig(attributes="batch")
+    with pytest.raises(ValueError, match="'zero' or 'median'"):
+        LossConfig(level_pitch="mean")
+
+
+def test_sampling_faces_by_attribute_weight_has_the_same_expected_loss():
+    """E over faces drawn ∝ a_m of the sampled objective (ā · γ' · d) = eq. (2) over the whole set."""
+    torch.manual_seed(1)
+    model = pfld_pair(PFLDConfig(0.25)).double().eval()
+    batch = {"image": torch.rand(5, 3, 112, 112, dtype=torch.float64),
+             "landmarks": torch.rand(5, 196, dtype=torch.float64),
+             "angles": torch.tensor([[0.7, 0.0, 0.1], [0.0, 0.5, -0.2], [0.0, -0.1, 0.0], [-0.6, -0.5, 0.0],
+                                     [0.1, 0.1, 0.1]], dtype=torch.float64),
+             "attributes": torch.tensor([[0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 1, 0], [0] * 6, [0] * 6,
+                                         [0, 1, 0, 0, 1, 0]], dtype=torch.float64)}
+    members = categories(batch["angles"], batch["attributes"])
+    omega = category_weights(members).double()
+    a = attribute_weight(members, omega)
+    whole = PFLDObjective(omega, LossConfig(attributes="loss"))(model, batch)[0].item()
+    sampled = PFLDObjective(omega, LossConfig(attributes="sampling"), mean_attribute_weight=a.mean().item())
+    per_face = [sampled(model, {k: v[m:m + 1] for k, v in batch.items()})[0].item() for m in range(5)]
+    expected = sum(p * loss for p, loss in zip((a / a.sum()).tolist(), per_face))
+    assert expected == pytest.approx(whole, rel=1e-9)
+    assert a.mean().item() == pytest.approx(int((omega > 0).sum()))  # ā = the number of non-empty categories
+
+
+def test_attribute_statistics_measure_up_and_down_from_the_median_pitch():
+    from facelearn.landmarks.recipe import attribute_statistics
+
+    g = torch.Generator().manual_seed(5)
+    angles = torch.randn(401, 3, generator=g) * 0.25
+    angles[:, 1] -= math.radians(12.0)                     # every pitch read 12° low, as SynthFace's are
+    attrs = (torch.rand(401, 6, generator=g) < 0.2).float()
+    zero, omega0, _ = attribute_statistics(angles, attrs, LossConfig(level_pitch="zero"))
+    level, omega, a = attribute_statistics(angles, attrs, LossConfig(level_pitch="median"))
+    assert zero.level == 0.0
+    assert level.level == pytest.approx(math.degrees(angles[:, 1].median().item()))
+    assert omega.tolist() == pytest.approx(category_weights(categories(angles, attrs, level)).tolist())
+    up, down = CATEGORIES.index("head up"), CATEGORIES.index("head down")
+    assert omega0[up] > 2 * omega0[down]                     # the shifted pitches empty "head up" ...
+    assert omega[up] < 2 * omega[down] and omega[down] < 2 * omega[up]   # ... measured from the median, balanced
+    assert a.mean().item() == pytest.approx(int((omega > 0).sum()))

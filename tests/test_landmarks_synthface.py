@@ -34,7 +34,7 @@ def test_solvepnp_angles_against_synthface_truth(synth_test_split):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["pfld-quick", "pfld-quick-plain"])
+@pytest.mark.parametrize("name", ["pfld-quick", "pfld-quick-plain", "pfld-quick-as-written"])
 def test_shipped_checkpoint_reproduces_its_quoted_nme(synth_test_split, name):
     torch.set_num_threads(min(2, torch.get_num_threads()))
     path = R.shipped_checkpoint(name)
@@ -64,3 +64,15 @@ def test_shipped_checkpoint_quality_floor(name):
     nme = load_checkpoint(R.shipped_checkpoint(name))["test_nme"]
     if nme > FLOOR_NME:
         pytest.xfail(f"quality floor NME ≤ {FLOOR_NME} not met by {name}: {nme:.4f}")
+
+
+def test_shipped_checkpoints_record_how_they_weighted_the_loss():
+    from facelearn.engine import load_checkpoint
+
+    quick = R.recipe("quick").loss
+    expected = {"pfld-quick": ("weighted", quick.attributes, quick.level_pitch),
+                "pfld-quick-as-written": ("weighted", "loss", "zero")}
+    for name, want in expected.items():
+        state = load_checkpoint(R.shipped_checkpoint(name))
+        assert (state["loss"], state["attributes"], state["level_pitch"]) == want, name
+    assert load_checkpoint(R.shipped_checkpoint("pfld-quick-plain"))["loss"] == "plain"

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, WeightedRandomSampler
 
 from facelearn import runtime
 from facelearn.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -46,14 +46,27 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = True, seed: int = 0, num_workers: int = 0,
-                drop_last: bool = False, collate_fn: Callable | None = None) -> DataLoader:
+                drop_last: bool = False, collate_fn: Callable | None = None,
+                weights: torch.Tensor | None = None) -> DataLoader:
     """A ``DataLoader`` whose order is reproducible: seeded generator, seeded workers, and a
-    ``DistributedSampler`` when running under ``torchrun``. :class:`Trainer` reseeds it every epoch."""
+    ``DistributedSampler`` when running under ``torchrun``. :class:`Trainer` reseeds it every epoch.
+
+    ``weights`` (len(dataset),): draw each epoch's len(dataset) items with replacement, item i with
+    probability weights[i] / Σ weights (one process only).
+    """
     sampler = None
+    generator = torch.Generator().manual_seed(seed)
     if dist.is_available() and dist.is_initialized():
+        if weights is not None:
+            raise ValueError("weighted sampling is not supported under torchrun; train on one process")
         sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
         shuffle = False
-    generator = torch.Generator().manual_seed(seed)
+    elif weights is not None:
+        if len(weights) != len(dataset) or not bool((weights >= 0).all()) or float(weights.sum()) <= 0:
+            raise ValueError(f"weights must be {len(dataset)} non-negative numbers with a positive sum")
+        # the sampler shares the loader's generator, so Trainer's reseeding fixes each epoch's draw
+        sampler = WeightedRandomSampler(weights.double(), len(dataset), replacement=True, generator=generator)
+        shuffle = False
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler, num_workers=num_workers,
                       drop_last=drop_last, collate_fn=collate_fn, generator=generator, worker_init_fn=_seed_worker,
                       persistent_workers=False)

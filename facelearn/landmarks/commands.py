@@ -6,6 +6,7 @@ One module registers into two groups; :func:`register` looks at which group's su
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -43,10 +44,11 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from facelearn.landmarks import recipe as R
-    from facelearn.landmarks.loss import LossConfig
 
     rec = R.recipe(args.preset)
-    rec = rec.with_(loss=LossConfig(weighted=args.loss == "weighted", distance=args.distance))
+    rec = rec.with_(loss=dataclasses.replace(rec.loss, weighted=args.loss == "weighted", distance=args.distance,
+                                             attributes=args.attributes or rec.loss.attributes,
+                                             level_pitch=args.level_pitch or rec.loss.level_pitch))
     if args.epochs is not None:
         if args.epochs < 1:
             raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
@@ -66,7 +68,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     meta = root / "meta.json"
     generator = json.loads(meta.read_text()).get("generator", "") if meta.is_file() else "real data"
     R.export(model, out, recipe=rec.name, loss="weighted" if rec.loss.weighted else "plain",
-             distance=rec.loss.distance, test_nme=summary["all"]["nme"], test_flip=rec.test_flip,
+             distance=rec.loss.distance, attributes=rec.loss.attributes, level_pitch=rec.loss.level_pitch,
+             test_nme=summary["all"]["nme"], test_flip=rec.test_flip,
              epochs=rec.epochs, seed=args.seed,
              data=str(generator))
     print(f"saved {out} (test NME {summary['all']['nme']:.4f} on {len(errors)} faces)")
@@ -113,6 +116,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--out", required=True, help="model checkpoint to write (trainer state goes beside it)")
         p.add_argument("--loss", default="weighted", choices=["weighted", "plain"], help="PFLD loss or plain")
         p.add_argument("--distance", default="l2", choices=["l2", "l1"], help="landmark distance")
+        p.add_argument("--attributes", choices=["loss", "sampling"],
+                       help="weighted loss: ω inside the loss (eq. 2 as written) or by sampling faces "
+                            "(default: the recipe's)")
+        p.add_argument("--level-pitch", choices=["zero", "median"],
+                       help="pitch that counts as level for head up/down (default: the recipe's)")
         p.add_argument("--epochs", type=int, help="override the recipe's epochs")
         p.add_argument("--seed", type=int, default=0, help="random seed")
         p.add_argument("--device", help="cpu, cuda, mps (default: best available)")

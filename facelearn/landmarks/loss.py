@@ -10,6 +10,12 @@ training set. Two corrections to a well-known implementation: angles are compare
 degrees oscillate), and every sample belongs to at least one category — a sample that is neither
 profile, raised, lowered, expressive nor occluded is *frontal* — so no sample gets a zero weight.
 ``distance="l1"`` replaces the squared L2 distance by the L1 distance Σ|Δ|.
+
+The attribute factor a_m = Σ_c ω^c 1[m ∈ c] can be applied in two ways with the same expected loss.
+``attributes="loss"`` multiplies each sample's term by a_m, as eq. (2) is written. ``attributes="sampling"``
+draws training faces with probability a_m / Σ a and multiplies the batch mean by ā = Σ a / M; since
+E_{m ∼ a}[ā γ'_m ‖d_m‖²] = 1/M Σ_m a_m γ'_m ‖d_m‖² (γ' the angle factor), the objective is unchanged, but a
+rare face's large ω no longer makes one sample carry a batch (importance sampling; chapter "PFLD").
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ class PoseThresholds:
     profile: float = 30.0
     up: float = 20.0
     down: float = 20.0
+    level: float = 0.0  # the pitch (degrees) that counts as level; up/down are measured from it
 
 
 def categories(angles: torch.Tensor, attributes: torch.Tensor,
@@ -39,7 +46,7 @@ def categories(angles: torch.Tensor, attributes: torch.Tensor,
     angles: (N, 3) yaw, pitch, roll in radians; attributes: (N, 6) WFLW flags (pose, expression,
     illumination, make-up, occlusion, blur) → (N, 6) bool. Every row has at least one ``True``.
     """
-    yaw, pitch = angles[:, 0], angles[:, 1]
+    yaw, pitch = angles[:, 0], angles[:, 1] - math.radians(thresholds.level)
     profile = yaw.abs() >= math.radians(thresholds.profile)
     up = pitch >= math.radians(thresholds.up)
     down = pitch <= -math.radians(thresholds.down)
@@ -99,10 +106,23 @@ def pfld_loss(pred: torch.Tensor, target: torch.Tensor, pred_angles: torch.Tenso
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Which loss to train with: ``weighted`` (PFLD eq. 2) or plain, with an L2 or L1 distance."""
+    """Which loss to train with: ``weighted`` (PFLD eq. 2) or plain, with an L2 or L1 distance.
+
+    ``attributes``: apply the attribute factor in the ``loss`` or by ``sampling`` faces (module docstring).
+    ``level_pitch``: ``zero`` (a pitch of 0° is level) or ``median`` (the training set's median pitch is
+    level: a 3-D reference face unlike the faces shifts every estimated pitch by the same amount).
+    """
 
     weighted: bool = True
     distance: str = "l2"
+    attributes: str = "loss"
+    level_pitch: str = "zero"
+
+    def __post_init__(self) -> None:
+        if self.attributes not in ("loss", "sampling"):
+            raise ValueError(f"attributes must be 'loss' or 'sampling', got {self.attributes!r}")
+        if self.level_pitch not in ("zero", "median"):
+            raise ValueError(f"level_pitch must be 'zero' or 'median', got {self.level_pitch!r}")
 
 
 def _full(x: torch.Tensor) -> torch.Tensor:
@@ -120,8 +140,9 @@ class PFLDObjective:
     """
 
     def __init__(self, omega: torch.Tensor, config: LossConfig = LossConfig(),
-                 thresholds: PoseThresholds = PoseThresholds()) -> None:
+                 thresholds: PoseThresholds = PoseThresholds(), mean_attribute_weight: float = 1.0) -> None:
         self.omega, self.config, self.thresholds = omega, config, thresholds
+        self.mean_attribute_weight = mean_attribute_weight  # ā, used when attributes="sampling"
 
     def __call__(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         pred, feature = model["pfld"](batch["image"])
@@ -130,8 +151,11 @@ class PFLDObjective:
         if not self.config.weighted:
             return plain, {"plain": float(plain.detach())}
         angles = _full(model["aux"](feature))
-        members = categories(batch["angles"], batch["attributes"], self.thresholds)
-        w = attribute_weight(members, self.omega.to(pred.device))
+        if self.config.attributes == "sampling":  # the faces were drawn with probability ∝ a_m
+            w = torch.full_like(plain.expand(len(pred)), self.mean_attribute_weight)
+        else:
+            members = categories(batch["angles"], batch["attributes"], self.thresholds)
+            w = attribute_weight(members, self.omega.to(pred.device))
         loss = pfld_loss(pred, batch["landmarks"], angles, batch["angles"], w, self.config.distance)
         angle_error = torch.rad2deg((angles - batch["angles"]).abs()).mean()
         return loss, {"plain": float(plain.detach()), "angle_error_deg": float(angle_error.detach())}

@@ -84,13 +84,14 @@ def plot_weight_vs_pose(omega: torch.Tensor, ax=None, thresholds: PoseThresholds
 
 
 def describe_weight(omega: torch.Tensor, yaw: float, pitch: float, roll: float, error: float,
-                    expression: bool = False, occlusion: bool = False) -> str:
+                    expression: bool = False, occlusion: bool = False,
+                    thresholds: PoseThresholds = PoseThresholds()) -> str:
     """A one-face breakdown of γ: categories, Σ ω^c, angle term, product. Angles and error in degrees; the
     auxiliary net's prediction is off by ``error`` degrees in each angle."""
     ang = torch.deg2rad(torch.tensor([[yaw, pitch, roll]]))
     flags = torch.zeros(1, 6)
     flags[0, 1], flags[0, 4] = float(expression), float(occlusion)
-    members = categories(ang, flags)
+    members = categories(ang, flags, thresholds)
     w = attribute_weight(members, omega).item()
     a = angle_weight(ang + math.radians(error), ang).item()
     names = ", ".join(c for c, m in zip(CATEGORIES, members[0].tolist()) if m)

@@ -1,7 +1,8 @@
 """PFLD training recipes, training, prediction and evaluation (book: chapter "PFLD", training section).
 
 ``quick`` trains PFLD 0.25X on the SynthFace ``wflw`` export on a CPU; ``full`` is the WFLW recipe for PFLD
-1X on a GPU (Adam, batch 256, weight decay 1e-6 as in the reference implementation, cosine schedule).
+1X on a GPU (Adam, batch 256, weight decay 1e-6 as in the reference implementation, cosine schedule). Both
+apply the loss's attribute factor by drawing faces in proportion to it (:mod:`facelearn.landmarks.loss`).
 Both call the same :func:`train`, which uses :class:`facelearn.engine.Trainer`.
 """
 
@@ -20,7 +21,8 @@ from facelearn.data.wflw import LandmarkRecord, read_wflw, wflw_files
 from facelearn.engine import Trainer, cosine_schedule, load_checkpoint, make_loader, save_checkpoint
 from facelearn.landmarks import metrics
 from facelearn.landmarks.crops import CropConfig, LandmarkCrops, flip_landmarks, to_image_coordinates
-from facelearn.landmarks.loss import LossConfig, PFLDObjective, categories, category_weights
+from facelearn.landmarks.loss import (LossConfig, PFLDObjective, PoseThresholds, attribute_weight, categories,
+                                      category_weights)
 from facelearn.landmarks.pfld import PFLD, PFLDConfig, pfld_pair
 
 
@@ -48,12 +50,16 @@ class PFLDRecipe:
         return dataclasses.replace(self, **changes)
 
 
+#: both recipes: the attribute factor by sampling faces, head up/down measured from the median pitch
+_SAMPLED = LossConfig(attributes="sampling", level_pitch="median")
+
 RECIPES = {
     "quick": PFLDRecipe("quick", PFLDConfig(0.25), epochs=40, batch_size=32, lr=3e-3, weight_decay=1e-6,
-                        warmup_steps=50, synth_train=12000, synth_test=300, test_flip=True,
+                        warmup_steps=50, loss=_SAMPLED, synth_train=12000, synth_test=300, test_flip=True,
                         note="PFLD 0.25X on the SynthFace wflw export, CPU"),
     "full": PFLDRecipe("full", PFLDConfig(1.0), epochs=150, batch_size=256, lr=1e-3, weight_decay=1e-6,
-                       warmup_steps=500, workers=4, note="PFLD 1X on WFLW (7,500 training faces), one GPU"),
+                       warmup_steps=500, loss=_SAMPLED, workers=4,
+                       note="PFLD 1X on WFLW (7,500 training faces), one GPU"),
 }
 
 
@@ -70,16 +76,42 @@ def load_split(root: str | os.PathLike, split: str) -> tuple[list[LandmarkRecord
     return read_wflw(files[split]), files["images"]
 
 
-def training_statistics(dataset: LandmarkCrops) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ω^c (C,), mean shape (2P,)) of the training set: the inverse category frequencies from each face's
-    un-augmented crop angles and attributes, and the mean crop landmarks (the regressor's starting point)."""
+@dataclass
+class TrainingStatistics:
+    """What the weighted loss needs from the training set (computed once, from the un-augmented crops).
+
+    thresholds: the pose thresholds, with ``level`` set to the median pitch when the loss asks for it;
+    omega: (C,) ω^c; weights: (M,) a_m = Σ_c ω^c 1[m ∈ c]; mean_shape: (2P,) mean crop landmarks.
+    """
+
+    thresholds: PoseThresholds
+    omega: torch.Tensor
+    weights: torch.Tensor
+    mean_shape: torch.Tensor
+
+
+def attribute_statistics(angles: torch.Tensor, attributes: torch.Tensor,
+                         loss: LossConfig = LossConfig()) -> tuple[PoseThresholds, torch.Tensor, torch.Tensor]:
+    """(thresholds, ω^c (C,), a_m (M,)) of a training set from its (M, 3) angles in radians and (M, 6)
+    attributes: the level pitch is the median pitch when ``loss.level_pitch == "median"``."""
+    thresholds = PoseThresholds()
+    if loss.level_pitch == "median":
+        thresholds = dataclasses.replace(thresholds, level=float(torch.rad2deg(angles[:, 1].median())))
+    members = categories(angles, attributes, thresholds)
+    omega = category_weights(members)
+    return thresholds, omega, attribute_weight(members, omega)
+
+
+def training_statistics(dataset: LandmarkCrops, loss: LossConfig = LossConfig()) -> TrainingStatistics:
+    """:func:`attribute_statistics` of each face's un-augmented crop angles and attributes, and the mean crop
+    landmarks (the regressor's starting point)."""
     plain = LandmarkCrops(dataset.records, dataset.images_dir, augment=False, config=dataset.config,
                           cache_images=False)
     rows = [plain[i] for i in range(len(plain))]
-    angles = torch.stack([r["angles"] for r in rows])
-    attrs = torch.stack([r["attributes"] for r in rows])
+    thresholds, omega, weights = attribute_statistics(torch.stack([r["angles"] for r in rows]),
+                                                      torch.stack([r["attributes"] for r in rows]), loss)
     mean_shape = torch.stack([r["landmarks"] for r in rows]).mean(0)
-    return category_weights(categories(angles, attrs)), mean_shape
+    return TrainingStatistics(thresholds, omega, weights, mean_shape)
 
 
 def train(rec: PFLDRecipe, data_root: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
@@ -93,20 +125,22 @@ def train(rec: PFLDRecipe, data_root: str | os.PathLike, *, checkpoint: str | os
     torch.manual_seed(seed)
     records, images = load_split(data_root, "train")
     data = LandmarkCrops(records, images, augment=True, config=rec.crops)
-    omega, mean_shape = training_statistics(data)
+    stats = training_statistics(data, rec.loss)
     model = pfld_pair(rec.model)
     if not (checkpoint is not None and Path(checkpoint).exists()):
         with torch.no_grad():  # start from the mean shape: the fully connected layer only learns offsets
-            model["pfld"].fc.bias.copy_(mean_shape)
+            model["pfld"].fc.bias.copy_(stats.mean_shape)
             model["pfld"].fc.weight.mul_(0.1)
     opt = torch.optim.Adam(model.parameters(), lr=rec.lr, weight_decay=rec.weight_decay)
+    sampled = rec.loss.weighted and rec.loss.attributes == "sampling"
     loader = make_loader(data, min(rec.batch_size, len(data)), shuffle=True, seed=seed, drop_last=True,
-                         num_workers=rec.workers)
+                         num_workers=rec.workers, weights=stats.weights if sampled else None)
     n_epochs = epochs or rec.epochs
     sched = cosine_schedule(opt, n_epochs * len(loader), rec.warmup_steps)
-    trainer = Trainer(model, opt, PFLDObjective(omega, rec.loss), device=device, scheduler=sched,
+    objective = PFLDObjective(stats.omega, rec.loss, stats.thresholds, float(stats.weights.mean()))
+    trainer = Trainer(model, opt, objective, device=device, scheduler=sched,
                       checkpoint=checkpoint, seed=seed, grad_clip=10.0)
-    trainer.omega = omega
+    trainer.omega = stats.omega
     trainer.fit(loader, n_epochs, progress=progress)
     return model, trainer
 
@@ -169,7 +203,8 @@ def evaluate(model: PFLD, records: list[LandmarkRecord], images_dir: str | os.Pa
 
 
 def shipped_checkpoint(name: str) -> Path:
-    """A checkpoint shipped with facelearn (``pfld-quick``, ``pfld-quick-plain``), made by ``make checkpoints``."""
+    """A checkpoint shipped with facelearn, made by ``make checkpoints``: ``pfld-quick`` (the recipe's weighted
+    loss), ``pfld-quick-plain`` (plain L2) or ``pfld-quick-as-written`` (eq. 2 with ω in the loss, level 0°)."""
     path = Path(__file__).parent / "checkpoints" / f"{name}.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not shipped; regenerate it with 'make checkpoints'")
