@@ -136,13 +136,15 @@ class PFLDObjective:
     model: ``nn.ModuleDict`` with ``pfld`` and ``aux`` (:func:`facelearn.landmarks.pfld.pfld_pair`);
     batch: dict from :class:`facelearn.landmarks.crops.LandmarkCrops` with ``image`` (N, 3, 112, 112),
     ``landmarks`` (N, 2P) in [0, 1], ``angles`` (N, 3) radians, ``attributes`` (N, 6); ``omega``: (C,)
-    category weights of the training set.
+    category weights of the training set; ``thresholds``: the training set's pose thresholds (its level
+    pitch); ``mean_attribute_weight``: ā = mean a_m, the factor of every face when ``config.attributes`` is
+    ``"sampling"`` (the loader then draws faces with probability ∝ a_m).
     """
 
     def __init__(self, omega: torch.Tensor, config: LossConfig = LossConfig(),
                  thresholds: PoseThresholds = PoseThresholds(), mean_attribute_weight: float = 1.0) -> None:
         self.omega, self.config, self.thresholds = omega, config, thresholds
-        self.mean_attribute_weight = mean_attribute_weight  # ā, used when attributes="sampling"
+        self.mean_attribute_weight = mean_attribute_weight
 
     def __call__(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         pred, feature = model["pfld"](batch["image"])
@@ -152,7 +154,7 @@ class PFLDObjective:
             return plain, {"plain": float(plain.detach())}
         angles = _full(model["aux"](feature))
         if self.config.attributes == "sampling":  # the faces were drawn with probability ∝ a_m
-            w = torch.full_like(plain.expand(len(pred)), self.mean_attribute_weight)
+            w = torch.full((len(pred),), self.mean_attribute_weight, dtype=pred.dtype, device=pred.device)
         else:
             members = categories(batch["angles"], batch["attributes"], self.thresholds)
             w = attribute_weight(members, self.omega.to(pred.device))
