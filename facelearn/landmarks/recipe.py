@@ -2,8 +2,8 @@
 
 ``quick`` trains PFLD 0.25X on the SynthFace ``wflw`` export on a CPU; ``full`` is the WFLW recipe for PFLD
 1X on a GPU (Adam, batch 256, weight decay 1e-6 as in the reference implementation, cosine schedule). Both
-apply the loss's attribute factor by drawing faces in proportion to it (:mod:`facelearn.landmarks.loss`).
-Both call the same :func:`train`, which uses :class:`facelearn.engine.Trainer`.
+apply the loss's attribute factor by drawing faces in proportion to it (:mod:`facelearn.landmarks.loss`) and
+call the same :func:`train`, which uses :class:`facelearn.engine.Trainer`.
 """
 
 from __future__ import annotations
