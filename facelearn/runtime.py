@@ -116,3 +116,17 @@ def info() -> dict[str, Any]:
         "data_dir": str(data_dir()),
         "cache_dir": str(cache_dir()),
     }
+
+
+def gpu_training_record() -> dict[str, Any]:
+    """Training speeds that ``benchmarks/gpu_training.py`` measured on one NVIDIA H200, shipped with the package
+    (``facelearn/records/gpu_training_h200.json``; the cost sections of the training chapters read it).
+
+    Keys: ``device``, ``torch``, ``date``, ``steps`` (timed per line) and ``recipes``: per recipe its ``batch``,
+    ``amp`` and ``fp32`` (``ms_per_step``, ``images_per_s``, ``peak_gib``), ``recipe_steps`` (epochs × ⌈training
+    set / batch⌉; the loaders drop the last partial batch, one step per epoch fewer), ``recipe_hours`` (with AMP,
+    one GPU) and ``loader_samples_per_s`` (augmented samples per second with 1 and 4 workers).
+    """
+    import json
+
+    return json.loads((Path(__file__).parent / "records" / "gpu_training_h200.json").read_text())

@@ -56,6 +56,14 @@ def test_same_seed_gives_identical_bytes(tmp_path, wider):
     assert _digest(tmp_path / "w1") == _digest(tmp_path / "w2")
 
 
+def test_wflw_rendered_in_worker_processes_is_the_same_bytes(tmp_path):
+    export_wflw(tmp_path / "one", n_train=5, n_test=3, seed=3, progress=False)
+    export_wflw(tmp_path / "two", n_train=5, n_test=3, seed=3, progress=False, workers=2)
+    assert _digest(tmp_path / "two") == _digest(tmp_path / "one")
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        export_wflw(tmp_path / "bad", n_train=1, n_test=0, progress=False, workers=0)
+
+
 def test_a_smaller_export_is_a_prefix_of_a_larger_one(tmp_path, wider):
     """The chapters export fewer scenes than the recipes (``PAGE_SCENES``, ``PAGE_VAL_SCENES``): the first
     training and validation scenes must be byte-identical with the same faces and subsets, so a page scores a

@@ -32,6 +32,9 @@ for _name, _folder in (("faces_webface_112x112.zip", "casia_webface"), ("faces_e
     download.register(download.Resource(_name, _INSIGHTFACE_DATASETS, None, _folder, unpack=True,
                                         licence="research use only (see the data set's page)"))
 
+#: MS1MV2 (``faces_emore``), the `full` recipe's training set: identities and images.
+MS1MV2_SIZE = (85742, 5822653)
+
 LOSSES = ("softmax", "center", "triplet", "lsoftmax", "sphereface", "normface", "cosface", "arcface", "combined",
           "subcenter", "curricularface", "adaface")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import pickle
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Iterable
 
@@ -141,7 +142,24 @@ def export_widerface(out, *, n_train: int, n_val: int, image_size: int = 640, se
     return {"out": str(out), **meta["counts"]}
 
 
-def export_wflw(out, *, n_train: int, n_test: int, seed: int = 0, progress: bool = True) -> dict:
+def _wflw_face(out: Path, seed: int, split: str, i: int) -> tuple[str, str, dict]:
+    """Render face ``i`` of ``split``, write its image and return (annotation line, image path, meta entry)."""
+    rng = np.random.default_rng([seed, _SPLITS[split], i])
+    s = render_landmark_photo(rng)
+    event = "0--Portrait" if s.attributes[0] == 0 else "1--Pose"
+    rel = f"{event}/{event.split('--')[0]}_synth_{split}_{i:06d}.jpg"
+    _imwrite(out / "WFLW_images" / rel, s.image, int(rng.integers(75, 96)))
+    x1, y1, x2, y2 = s.render.box
+    coords = " ".join(f"{v:.6f}" for v in s.render.landmarks98.ravel())
+    box = f"{int(np.floor(x1))} {int(np.floor(y1))} {int(np.ceil(x2))} {int(np.ceil(y2))}"
+    line = f"{coords} {box} {' '.join(str(a) for a in s.attributes)} {rel}"
+    entry = {"split": split, "yaw": round(s.pose[0], 3), "pitch": round(s.pose[1], 3),
+             "roll": round(s.pose[2], 3), "visible": s.render.visible98.astype(int).tolist(),
+             "expression": s.expression.to_json(), "identity": s.identity.to_json()}
+    return line, rel, entry
+
+
+def export_wflw(out, *, n_train: int, n_test: int, seed: int = 0, progress: bool = True, workers: int = 1) -> dict:
     """Write a WFLW-formatted SynthFace landmark set under ``out`` and return its summary.
 
     ``WFLW_images/<event>/<name>.jpg`` (one face per photo, 160–256 px) and
@@ -149,30 +167,35 @@ def export_wflw(out, *, n_train: int, n_test: int, seed: int = 0, progress: bool
     coordinates (x0 y0 … x97 y97), the box x_min y_min x_max y_max, six flags (pose expression
     illumination make-up occlusion blur) and the image path relative to ``WFLW_images``. ``meta.json``
     holds each image's true yaw, pitch, roll (degrees, conventions of :mod:`...render`) and visibility.
+    ``workers`` > 1 renders faces in that many processes; the files are the same byte for byte.
     """
-    out = _check_args(out, n_train=n_train, n_test=n_test, seed=seed)
+    out = _check_args(out, n_train=n_train, n_test=n_test, seed=seed, workers=workers)
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     ann = out / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
     ann.mkdir(parents=True, exist_ok=True)
     meta = {"generator": GENERATOR_VERSION, "kind": "wflw", "seed": int(seed), "counts": {}, "images": {},
             "attributes": ["pose", "expression", "illumination", "make-up", "occlusion", "blur"],
             "angles": "yaw > 0 turns the face to the image's right; pitch > 0 lifts the chin; roll > 0 clockwise"}
-    for split, n in (("train", n_train), ("test", n_test)):
-        lines = []
-        for i in _progress(range(n), n, f"wflw {split}", progress):
-            rng = np.random.default_rng([seed, _SPLITS[split], i])
-            s = render_landmark_photo(rng)
-            event = "0--Portrait" if s.attributes[0] == 0 else "1--Pose"
-            rel = f"{event}/{event.split('--')[0]}_synth_{split}_{i:06d}.jpg"
-            _imwrite(out / "WFLW_images" / rel, s.image, int(rng.integers(75, 96)))
-            x1, y1, x2, y2 = s.render.box
-            coords = " ".join(f"{v:.6f}" for v in s.render.landmarks98.ravel())
-            box = f"{int(np.floor(x1))} {int(np.floor(y1))} {int(np.ceil(x2))} {int(np.ceil(y2))}"
-            lines.append(f"{coords} {box} {' '.join(str(a) for a in s.attributes)} {rel}")
-            meta["images"][rel] = {"split": split, "yaw": round(s.pose[0], 3), "pitch": round(s.pose[1], 3),
-                                   "roll": round(s.pose[2], 3), "visible": s.render.visible98.astype(int).tolist(),
-                                   "expression": s.expression.to_json(), "identity": s.identity.to_json()}
-        (ann / f"list_98pt_rect_attr_{split}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-        meta["counts"][split] = n
+    pool = None
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        for split, n in (("train", n_train), ("test", n_test)):
+            render = partial(_wflw_face, out, int(seed), split)
+            faces = pool.map(render, range(n), chunksize=16) if pool is not None else map(render, range(n))
+            lines = []
+            for line, rel, entry in _progress(faces, n, f"wflw {split}", progress):
+                lines.append(line)
+                meta["images"][rel] = entry
+            (ann / f"list_98pt_rect_attr_{split}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+            meta["counts"][split] = n
+    finally:
+        if pool is not None:
+            pool.shutdown()
     _write_meta(out, meta)
     return {"out": str(out), **meta["counts"]}
 
