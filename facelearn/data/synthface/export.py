@@ -167,7 +167,8 @@ def export_wflw(out, *, n_train: int, n_test: int, seed: int = 0, progress: bool
     coordinates (x0 y0 … x97 y97), the box x_min y_min x_max y_max, six flags (pose expression
     illumination make-up occlusion blur) and the image path relative to ``WFLW_images``. ``meta.json``
     holds each image's true yaw, pitch, roll (degrees, conventions of :mod:`...render`) and visibility.
-    ``workers`` > 1 renders faces in that many processes; the files are the same byte for byte.
+    ``workers`` > 1 renders faces in that many spawned processes (so call it from a script, a notebook or
+    ``python -c``, not from code piped into ``python -``); the files are the same byte for byte.
     """
     out = _check_args(out, n_train=n_train, n_test=n_test, seed=seed, workers=workers)
     if workers < 1:
