@@ -1,4 +1,4 @@
-"""The WIDER FACE evaluation on the real validation ground truth (shared/data/widerface_val_gt)."""
+"""The WIDER FACE evaluation on the real validation ground truth (the official .mat files shipped with facelearn)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,7 @@ from facelearn.detection.predictions import write_prediction_file
 
 @pytest.fixture(scope="module")
 def gt():
-    try:
-        folder = find_val_ground_truth()
-    except FileNotFoundError:
-        pytest.skip("WIDER FACE val ground truth not available")
-    return read_val_ground_truth(folder)
+    return read_val_ground_truth(find_val_ground_truth())
 
 
 def _unreachable(gt, setting):

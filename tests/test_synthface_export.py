@@ -16,8 +16,9 @@ import pytest
 import scipy.io
 
 from facelearn.data.synthface import export_identities, export_wflw, export_widerface
+from facelearn.data.widerface import PACKAGED_VAL_GT
 
-REAL_GT = Path(__file__).resolve().parents[2] / "shared" / "data" / "widerface_val_gt"
+REAL_GT = PACKAGED_VAL_GT  # the official val .mat files shipped with the package
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,9 @@
-from pathlib import Path
-
 import numpy as np
 import pytest
 import scipy.io
 
-from facelearn.data.widerface import find_val_ground_truth, read_labels, read_val_ground_truth
+from facelearn.data.widerface import PACKAGED_VAL_GT, find_val_ground_truth, read_labels, read_val_ground_truth
 from facelearn.errors import DataError
-
-SHARED_GT = Path(__file__).resolve().parents[2] / "shared" / "data" / "widerface_val_gt"
 
 
 def test_read_labels_with_and_without_landmarks(tmp_path):
@@ -43,9 +39,8 @@ def test_bad_label_files_name_file_and_line(tmp_path, text, message):
         read_labels(f)
 
 
-@pytest.mark.skipif(not SHARED_GT.is_dir(), reason="shared WIDER FACE ground truth not present")
 def test_real_val_ground_truth_counts():
-    gt = read_val_ground_truth(SHARED_GT)
+    gt = read_val_ground_truth(PACKAGED_VAL_GT)
     assert len(gt.events) == 61
     assert sum(len(v) for v in gt.files.values()) == 3226
     assert sum(len(b) for b in gt.boxes.values()) == 39708
@@ -59,6 +54,28 @@ def test_find_val_ground_truth_prefers_the_environment(tmp_path, monkeypatch):
         (tmp_path / f"{stem}.mat").write_bytes(b"")
     monkeypatch.setenv("FACELEARN_WIDER_GT", str(tmp_path))
     assert find_val_ground_truth() == tmp_path
+
+
+def test_find_val_ground_truth_falls_back_to_the_packaged_copy(monkeypatch):
+    monkeypatch.delenv("FACELEARN_WIDER_GT", raising=False)
+    assert find_val_ground_truth() == PACKAGED_VAL_GT
+
+
+def test_packaged_ground_truth_is_the_registry_s():
+    import hashlib
+
+    from facelearn.data.download import REGISTRY
+
+    for stem in ("wider_face_val", "wider_easy_val", "wider_medium_val", "wider_hard_val"):
+        digest = hashlib.sha256((PACKAGED_VAL_GT / f"{stem}.mat").read_bytes()).hexdigest()
+        assert digest == REGISTRY[f"{stem}.mat"].sha256
+
+
+def test_find_val_ground_truth_refuses_an_incomplete_environment_folder(tmp_path, monkeypatch):
+    (tmp_path / "wider_face_val.mat").write_bytes(b"")
+    monkeypatch.setenv("FACELEARN_WIDER_GT", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="wider_easy_val.mat: missing"):
+        find_val_ground_truth()
 
 
 def test_missing_or_broken_ground_truth(tmp_path):

@@ -143,25 +143,26 @@ def read_val_ground_truth(folder: str | os.PathLike) -> ValGroundTruth:
     return ValGroundTruth(events, files, boxes, keep)
 
 
-def find_val_ground_truth(download: bool = False) -> Path:
+#: The four official val ``.mat`` files (public research annotations, Yang et al. 2016) shipped with the package.
+PACKAGED_VAL_GT = Path(__file__).resolve().parent / "widerface_gt"
+
+
+def find_val_ground_truth() -> Path:
     """The folder holding the four official val ``.mat`` files, looked for in this order:
-    ``$FACELEARN_WIDER_GT``; ``data_dir()/widerface/wider_face_split``; ``shared/data/widerface_val_gt``
-    beside the repository; else fetched from the registry when ``download`` is true."""
+    ``$FACELEARN_WIDER_GT`` (which must then hold all four); ``data_dir()/widerface/wider_face_split``
+    (where ``facelearn fetch wider_val_gt`` writes them); else the copy shipped with the package."""
     from facelearn import runtime
 
     wanted = ["wider_face_val.mat"] + [f"wider_{s}_val.mat" for s in SETTINGS]
-    candidates = []
     if os.environ.get("FACELEARN_WIDER_GT"):
-        candidates.append(Path(os.environ["FACELEARN_WIDER_GT"]))
-    candidates.append(runtime.data_dir() / "widerface" / "wider_face_split")
-    repo = Path(__file__).resolve().parents[2]
-    candidates.append(repo.parent / "shared" / "data" / "widerface_val_gt")
-    for folder in candidates:
+        folder = Path(os.environ["FACELEARN_WIDER_GT"])
+        missing = [w for w in wanted if not (folder / w).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{folder / missing[0]}: missing (FACELEARN_WIDER_GT must name a folder "
+                                    f"holding {', '.join(wanted)})")
+        return folder
+    for folder in (runtime.data_dir() / "widerface" / "wider_face_split", PACKAGED_VAL_GT):
         if all((folder / w).is_file() for w in wanted):
             return folder
-    if download:
-        from facelearn.data.download import fetch
-
-        return [fetch(w) for w in wanted][0].parent
-    raise FileNotFoundError("WIDER FACE val ground truth not found; set FACELEARN_WIDER_GT or call "
-                            "find_val_ground_truth(download=True)")
+    raise FileNotFoundError(f"WIDER FACE val ground truth not found in {PACKAGED_VAL_GT} (a broken install?); "
+                            "run `facelearn fetch wider_val_gt` or set FACELEARN_WIDER_GT")

@@ -37,6 +37,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pred", required=True, help="folder of <event>/<name>.txt prediction files")
     p.add_argument("--gt", default=None,
                    help="folder with wider_face_val.mat and wider_{easy,medium,hard}_val.mat; when not "
-                        "given: $FACELEARN_WIDER_GT, the data folder, or shared/data/widerface_val_gt")
+                        "given: $FACELEARN_WIDER_GT, the data folder, else the copy shipped with facelearn")
     p.add_argument("--json", action="store_true", help="print AP, counts and PR curves as JSON")
     p.add_argument("--no-curves", action="store_true", help="with --json, leave the PR curves out")
