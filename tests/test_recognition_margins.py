@@ -251,3 +251,76 @@ def test_lsoftmax_with_m1_is_the_plain_linear_softmax():
     head = margins.LSoftmaxHead(D, C, m=1, schedule=LambdaSchedule.constant(0.0))
     x, y = torch.randn(7, D), torch.randint(0, C, (7,))
     assert float(head(x, y).detach()) == pytest.approx(float(F.cross_entropy(x @ head.weight.T, y).detach()), rel=1e-5)
+
+
+# -- the target-only replacement against the one-hot formulation it replaced ------------------------------
+
+def _one_hot_replace(logits, labels, target, scale=1.0):
+    """The former formulation: an (N, C) one-hot mask and a torch.where over the whole matrix."""
+    return scale * torch.where(F.one_hot(labels, logits.shape[1]).bool(), target.unsqueeze(1), logits)
+
+
+_EVERY_HEAD = {
+    "cosface": lambda d, c: margins.CosFaceHead(d, c, 64.0, 0.35),
+    "arcface": lambda d, c: margins.ArcFaceHead(d, c, 64.0, 0.5),
+    "arcface-easy": lambda d, c: margins.ArcFaceHead(d, c, 64.0, 0.5, easy_margin=True),
+    "arcface-m1.2": lambda d, c: margins.ArcFaceHead(d, c, 30.0, 1.2),
+    "combined": lambda d, c: margins.CombinedMarginHead(d, c, 64.0, 1.0, 0.3, 0.2),
+    "combined-m1": lambda d, c: margins.CombinedMarginHead(d, c, 32.0, 1.35, 0.5, 0.1),
+    "sphereface": lambda d, c: margins.SphereFaceHead(d, c, 4, LambdaSchedule.constant(5.0)),
+    "lsoftmax": lambda d, c: margins.LSoftmaxHead(d, c, 3, LambdaSchedule.constant(2.0)),
+    "subcenter": lambda d, c: beyond.SubCenterArcFaceHead(d, c, 3, 64.0, 0.5),
+    "curricularface": lambda d, c: beyond.CurricularFaceHead(d, c, 64.0, 0.5),
+    "adaface": lambda d, c: beyond.AdaFaceHead(d, c, 64.0, 0.4, 0.333),
+}
+
+
+def _loss_and_grads(head, x, labels):
+    x = x.clone().requires_grad_(True)
+    head.zero_grad()
+    loss = head(x, labels)
+    loss.backward()
+    return loss.detach(), x.grad, [p.grad.clone() for p in head.parameters()]
+
+
+@pytest.mark.parametrize("name", list(_EVERY_HEAD))
+def test_target_only_replacement_gives_the_one_hot_loss_and_gradients_bit_for_bit(name, monkeypatch):
+    import copy
+
+    gen = torch.Generator().manual_seed(sum(map(ord, name)))
+    for trial in range(6):
+        n, d, c = 1 + trial * 7, 8, 2 + trial * 9
+        head = _EVERY_HEAD[name](d, c).train(trial % 2 == 0)
+        with torch.no_grad():
+            for p in head.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen))
+        labels = torch.randint(0, c, (n,), generator=gen)
+        weight = head.weight if hasattr(head, "weight") else head.cosine.weight.view(c, -1, d)[:, 0]
+        # a third of the rows near their class weight, a third opposite it (θ + m > π), the rest random
+        x = torch.randn(n, d, generator=gen)
+        sign = torch.tensor([1.0, -1.0, 0.0]).repeat(n)[:n, None]
+        x = (sign * 3.0 * F.normalize(weight.detach()[labels]) + 0.3 * x) * torch.rand(n, 1, generator=gen) * 4
+        reference = copy.deepcopy(head)
+        got = _loss_and_grads(head, x, labels)
+        with monkeypatch.context() as patch:
+            patch.setattr(margins, "_replace_target", _one_hot_replace)
+            patch.setattr(beyond, "_replace_target", _one_hot_replace)
+            want = _loss_and_grads(reference, x, labels)
+        assert torch.equal(got[0], want[0]), (name, trial, got[0], want[0])
+        assert torch.equal(got[1], want[1]), (name, trial)
+        for g, w in zip(got[2], want[2]):
+            assert torch.equal(g, w), (name, trial)
+        for b, r in zip(head.buffers(), reference.buffers()):
+            assert torch.equal(b, r)
+
+
+def test_target_only_replacement_writes_the_targets_and_passes_gradcheck():
+    logits = torch.randn(4, 6, requires_grad=True)
+    labels = torch.tensor([5, 0, 2, 2])
+    target = torch.randn(4, requires_grad=True)
+    out = margins._replace_target(logits, labels, target, 3.0)
+    want = 3.0 * logits.detach().clone()
+    want[torch.arange(4), labels] = 3.0 * target.detach()
+    assert torch.equal(out.detach(), want)
+    assert torch.autograd.gradcheck(lambda a, t: margins._replace_target(a, labels, t, 3.0),
+                                    (logits.double().detach().requires_grad_(), target.double().detach().requires_grad_()))

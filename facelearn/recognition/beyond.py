@@ -59,7 +59,7 @@ class CurricularFaceHead(MarginHead):
                 self.t.mul_(1 - self.momentum).add_(self.momentum * cos_y.mean())
         hard = cos > target.detach()[:, None]
         modulated = torch.where(hard, cos * (self.t + cos), cos)
-        return self.s * _replace_target(modulated, labels, target)
+        return _replace_target(modulated, labels, target, self.s)
 
 
 class AdaFaceHead(MarginHead):

@@ -128,10 +128,34 @@ class LambdaSchedule:
         return cls(value, 0.0, 1.0, value)
 
 
-def _replace_target(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """logits (N, C) with column labels[i] of row i replaced by target[i]."""
-    mask = F.one_hot(labels, logits.shape[1]).bool()
-    return torch.where(mask, target.unsqueeze(1), logits)
+class _ReplaceTarget(torch.autograd.Function):
+    """scale·logits with entry (i, labels[i]) replaced by scale·target[i], touching only those N entries.
+
+    Forward writes the N targets into one fresh (N, C) tensor; backward is the same in reverse: the
+    logits' gradient is scale·grad with the target entries zeroed (they were overwritten), the targets'
+    gradient is scale·grad at those entries. No (N, C) mask and no second (N, C) temporary.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor,
+                scale: float) -> torch.Tensor:
+        ctx.save_for_backward(labels)
+        ctx.scale = scale
+        out = logits * scale
+        return out.scatter_(1, labels[:, None], (target * scale).to(out.dtype)[:, None])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, torch.Tensor, None]:
+        (labels,) = ctx.saved_tensors
+        grad_target = grad.gather(1, labels[:, None]).squeeze(1) * ctx.scale
+        grad_logits = (grad * ctx.scale).scatter_(1, labels[:, None], 0.0)
+        return grad_logits, None, grad_target, None
+
+
+def _replace_target(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor,
+                    scale: float = 1.0) -> torch.Tensor:
+    """scale·logits (N, C) with column labels[i] of row i replaced by scale·target[i] (target: (N,))."""
+    return _ReplaceTarget.apply(logits, labels, target, scale)
 
 
 class MarginHead(nn.Module):
@@ -151,7 +175,7 @@ class MarginHead(nn.Module):
     def margin_logits(self, cos: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """(N, C) cosines and labels → (N, C) logits with the margin on the targets (the head's formula)."""
         target = self.psi(cos.gather(1, labels[:, None]).squeeze(1))
-        return self.s * _replace_target(cos, labels, target)
+        return _replace_target(cos, labels, target, self.s)
 
     def logits(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (N, C): with the margin when ``labels`` are given, else s·cos θ."""
