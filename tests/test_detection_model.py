@@ -17,7 +17,7 @@ from facelearn.detection.ssh import SSH, receptive_field
 from facelearn.models import count_parameters
 
 
-@pytest.mark.parametrize("name, expected", [("mobilenet0.25-common", 426_608), ("resnet50-common", 27_293_600)])
+@pytest.mark.parametrize("name, expected", [("retinaface-mobilenet0.25", 426_608), ("retinaface-resnet50", 27_293_600)])
 def test_parameter_counts_of_common_implementation(name, expected):
     assert count_parameters(retinaface.build(name)) == expected
 
@@ -42,7 +42,7 @@ def test_ssh_rejects_bad_width():
         SSH(8, 30)
 
 
-@pytest.mark.parametrize("name", ["mobilenet0.25-common", "mobilenet0.25-paper"])
+@pytest.mark.parametrize("name", ["retinaface-mobilenet0.25", "retinaface-mobilenet0.25-paper"])
 @pytest.mark.parametrize("hw", [(64, 64), (72, 100)])
 def test_output_shapes_match_anchors(name, hw):
     model = retinaface.build(name).eval()
@@ -69,7 +69,7 @@ def test_head_order_matches_anchor_order():
 
 
 def test_fourth_task_head_is_one_entry():
-    model = retinaface.build("mobilenet0.25-common")
+    model = retinaface.build("retinaface-mobilenet0.25")
     model.heads["dense"] = TaskHead(64, model.anchor_config.anchors_per_location, 7)
     out = model(torch.rand(1, 3, 64, 64))
     assert out["dense"].shape == (1, len(model.anchors((64, 64))), 7)
@@ -161,6 +161,34 @@ def test_ohem_min_negatives_without_faces():
     assert int(ohem_mask(torch.rand(1, 50), labels, 3.0, min_negatives=5).sum()) == 5
 
 
+def _ohem_by_two_sorts(cls_loss, labels, ratio, min_negatives=0):
+    """The former ``ohem_mask``: each anchor's rank among its image's negatives from two full argsorts."""
+    pos, neg = labels == 1, labels == 0
+    if ratio is None:
+        return pos | neg
+    k = torch.minimum(torch.clamp(torch.ceil(pos.sum(1) * ratio).long(), min=min_negatives), neg.sum(1))
+    rank = cls_loss.detach().masked_fill(~neg, float("-inf")).argsort(1, descending=True).argsort(1)
+    return pos | (neg & (rank < k[:, None]))
+
+
+@pytest.mark.parametrize("levels", [None, 2, 5, 40])
+def test_ohem_selects_exactly_as_the_two_argsorts_did_ties_included(levels):
+    gen = torch.Generator().manual_seed(levels or 0)
+    for trial in range(60):
+        b, a = 1 + trial % 5, int(torch.randint(1, 3000, (1,), generator=gen))
+        labels = torch.randint(-1, 2, (b, a), generator=gen)
+        labels[labels == 1] = torch.where(torch.rand(int((labels == 1).sum()), generator=gen) < 0.05, 1, 0)
+        loss = torch.rand(b, a, generator=gen)
+        if levels:  # few distinct values: ties everywhere, across the cut too
+            loss = torch.floor(loss * levels) / levels
+        if trial % 7 == 0:
+            loss[0, torch.randint(0, a, (3,), generator=gen)] = float("nan")
+        ratio = [None, 1.0, 3.0, 7.5][trial % 4]
+        min_neg = [0, 8, 100][trial % 3]
+        got, want = ohem_mask(loss, labels, ratio, min_neg), _ohem_by_two_sorts(loss, labels, ratio, min_neg)
+        assert torch.equal(got, want), (levels, trial)
+
+
 def test_postprocess_recovers_encoded_faces():
     anchors = generate_anchors(anchor_config("common"), (64, 64))
     a = len(anchors)
@@ -183,7 +211,7 @@ def test_postprocess_recovers_encoded_faces():
 
 def test_detect_any_size_returns_image_coordinates(tmp_path):
     torch.manual_seed(0)
-    model = retinaface.build("mobilenet0.25-common")
+    model = retinaface.build("retinaface-mobilenet0.25")
     image = (np.random.default_rng(0).random((70, 123, 3)) * 255).astype(np.uint8)
     det = detect(model, image, score_threshold=0.0, max_size=64)
     assert len(det) > 0 and det.boxes.shape[1] == 4 and det.landmarks.shape[1:] == (5, 2)
@@ -308,7 +336,7 @@ def test_branch_footprints_and_effective_receptive_field():
 
     feet = branch_footprints(SSH(8, 16), size=11)
     assert {k: int(v.any(dim=1).sum()) for k, v in feet.items()} == {"3x3": 3, "5x5": 5, "7x7": 7}
-    model = retinaface.build("mobilenet0.25-common")
+    model = retinaface.build("retinaface-mobilenet0.25")
     erf = effective_receptive_field(model.features, (64, 64), 0)
     assert erf.shape == (64, 64) and float(erf.max()) == 1.0 and float(erf[32, 32]) > 0
 

@@ -61,9 +61,27 @@ def ohem_mask(cls_loss: torch.Tensor, labels: torch.Tensor, ratio: float | None,
     k = torch.clamp(torch.ceil(n_pos * ratio).long(), min=min_negatives)
     k = torch.minimum(k, neg.sum(dim=1))
     ranked = cls_loss.detach().masked_fill(~neg, float("-inf"))
-    order = ranked.argsort(dim=1, descending=True)
-    rank = order.argsort(dim=1)  # rank of each anchor among this image's negatives
-    return pos | (neg & (rank < k[:, None]))
+    return pos | (neg & _largest(ranked, k))
+
+
+def _largest(scores: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """(B, A) scores, (B,) counts → (B, A) bool marking the k_b largest scores of row b (NaN counts as largest).
+
+    The k_b-th largest value v_b comes from ``topk`` (no full sort); when it is unique the row keeps every
+    score ≥ v_b. Where v_b is shared with scores that do not fit (a tie across the cut) the row is ranked
+    by ``argsort`` instead, so that ties fall exactly as a descending sort orders them.
+    """
+    keep = torch.zeros_like(scores, dtype=torch.bool)
+    k_max = int(k.max()) if k.numel() else 0
+    if k_max == 0:
+        return keep
+    cut = scores.topk(k_max, dim=1).values.gather(1, (k - 1).clamp(min=0)[:, None])  # (B, 1): v_b
+    keep = ((scores >= cut) | scores.isnan()) & (k > 0)[:, None]
+    tied = (keep.sum(dim=1) != k).nonzero().squeeze(1)
+    if len(tied):
+        rank = scores[tied].argsort(dim=1, descending=True).argsort(dim=1)  # rank of each anchor in its row
+        keep[tied] = rank < k[tied, None]
+    return keep
 
 
 class MultiTaskLoss:
