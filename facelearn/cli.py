@@ -9,6 +9,8 @@ Subcommands delegate to the library. Each task package contributes its own subco
     facelearn train …                   train a model from a preset
     facelearn eval …                    official metrics (WIDER FACE, verification, landmarks)
     facelearn detect IMAGE …            run a face detector
+    facelearn embed|landmarks IMAGES …  embeddings or landmarks of faces (crops, or photographs with --detect)
+    facelearn export onnx …             a checkpoint as an ONNX graph
 """
 
 from __future__ import annotations
@@ -35,12 +37,15 @@ PLUGINS: list[tuple[str, str]] = [
     ("train", "facelearn.detection.mesh.commands"),
     ("", "facelearn.detection.commands"),
     ("synth", "facelearn.data.synthface.commands"),
+    ("", "facelearn.commands"),
+    ("export", "facelearn.onnx_export"),
 ]
 
 GROUPS = {
     "synth": "write SynthFace data sets in the real data sets' formats",
     "train": "train a model from a preset",
     "eval": "score predictions or a model with a benchmark's protocol",
+    "export": "write a checkpoint in another format (ONNX)",
 }
 
 

@@ -58,6 +58,18 @@ def _images(target: Path) -> list[Path]:
     return found
 
 
+def _draw(target: Path, image, det, min_score: float) -> None:
+    import cv2
+
+    from facelearn.viz.faces import draw_faces
+
+    keep = det.scores >= min_score
+    image = draw_faces(image, det.boxes[keep].numpy(), det.landmarks[keep].numpy(),
+                       [f"{s:.2f}" for s in det.scores[keep].tolist()])
+    if not cv2.imwrite(str(target), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise PermissionError(f"{target}: could not write the drawn image")
+
+
 def _cmd_detect(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
@@ -71,12 +83,15 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     out = Path(args.out)
     faces = 0
     for path in tqdm(images, desc="detect", disable=args.quiet):
-        det = detect(model, read_rgb(path), score_threshold=args.threshold, nms_iou=args.nms, scale=args.scale,
+        image = read_rgb(path)
+        det = detect(model, image, score_threshold=args.threshold, nms_iou=args.nms, scale=args.scale,
                      flip=args.flip, vote_iou=args.vote, max_size=args.max_size)
         b = det.boxes.numpy()
         xywh = b.copy()
         xywh[:, 2:] = b[:, 2:] - b[:, :2]
         write_prediction_file(out / path.parent.name / f"{path.stem}.txt", path.stem, xywh, det.scores.numpy())
+        if args.draw is not None:
+            _draw(out / path.parent.name / f"{path.stem}.jpg", image, det, args.draw)
         faces += len(det)
     print(f"{len(images)} images, {faces} detections with score > {args.threshold}; wrote {out}/<event>/<name>.txt")
     return 0
@@ -128,5 +143,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="box voting: refine each detection from the candidates overlapping it at this IoU "
                         "(the paper uses 0.4)")
     p.add_argument("--max-size", type=int, help="cap the long side of the resized image at this")
+    p.add_argument("--draw", type=float, nargs="?", const=0.5, metavar="MIN_SCORE",
+                   help="also write <out>/<event>/<name>.jpg with the boxes, scores and 5 landmarks of the "
+                        "detections scoring at least MIN_SCORE (0.5 when not given)")
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

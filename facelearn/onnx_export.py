@@ -1,0 +1,133 @@
+"""ONNX export of the book's networks and ``facelearn export onnx`` (book: "How to run it", and chapter "A face
+recognition system").
+
+A graph is traced from an example input with the batch axis dynamic; the detector's height and width are
+dynamic too, so one file serves every image size (its anchors are computed outside the graph, as in
+``detect``). The mesh decoder's Chebyshev convolutions multiply by a sparse Laplacian, for which ONNX has no
+operator: the export uses the same matrix dense (V × V), which gives the same products. Each file records its
+task and the input it expects in its metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from facelearn.cli import subparser
+from facelearn.errors import DataError
+
+#: What each exported graph reads, stored in the file's metadata (``input``).
+INPUTS = {
+    "detection": "image (N, 3, H, W) float RGB in [0, 1], any H and W",
+    "recognition": "aligned crops (N, 3, S, S) float RGB, (x/255 - 0.5)/0.5",
+    "landmarks": "face crops (N, 3, 112, 112) float RGB in [0, 1]",
+    "mesh": "shape and texture codes (N, code_dim) float",
+}
+
+
+def load_for_export(path: str | os.PathLike) -> tuple[str, nn.Module, torch.Tensor]:
+    """(task, network in eval mode, example input) for the checkpoint at ``path``."""
+    from facelearn.commands import checkpoint_task, load_task_model
+    from facelearn.detection.mesh.decoder import load_decoder
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    task = checkpoint_task(path)
+    if task == "mesh":
+        decoder = load_decoder(path)
+        return task, decoder, torch.zeros(1, decoder.config.code_dim)
+    model, size = load_task_model(task, path)
+    return task, model, torch.rand(1, 3, size or 256, size or 320, generator=torch.Generator().manual_seed(0))
+
+
+def _output_names(task: str, model: nn.Module, example: torch.Tensor) -> list[str]:
+    with torch.no_grad():
+        out = model(example)
+    if isinstance(out, dict):
+        return list(out)
+    return {"recognition": ["embedding"], "landmarks": ["landmarks", "features"], "mesh": ["mesh"]}[task]
+
+
+def export_onnx(model: nn.Module, task: str, example: torch.Tensor, path: str | os.PathLike, *,
+                opset: int = 17, source: str = "") -> Path:
+    """Write ``model`` as an ONNX graph traced on ``example``: batch axis dynamic, and H, W for the detector.
+
+    task: a key of :data:`INPUTS`; the mesh decoder's sparse Laplacian is exported dense. → the file written.
+    """
+    import copy
+
+    try:
+        import onnx
+    except ImportError:
+        raise DataError("ONNX export needs the onnx package: pip install onnx onnxruntime") from None
+    if task not in INPUTS:
+        raise ValueError(f"unknown task {task!r}; one of {', '.join(INPUTS)}")
+    if task == "mesh":
+        model = copy.deepcopy(model)
+        model.laplacian = model.laplacian.to_dense()
+    model = model.eval()
+    names = _output_names(task, model, example)
+    axes = {0: "batch", 2: "height", 3: "width"} if task == "detection" else {0: "batch"}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), str(path), input_names=["input"], output_names=names, opset_version=opset,
+                          dynamic_axes={"input": axes, **{n: {0: "batch"} for n in names}}, dynamo=False)
+    graph = onnx.load(str(path))
+    from facelearn import __version__
+
+    for key, value in {"task": task, "input": INPUTS[task], "facelearn": __version__, "source": source}.items():
+        graph.metadata_props.add(key=key, value=value)
+    onnx.save(graph, str(path))
+    return path
+
+
+def run_onnx(path: str | os.PathLike, x: np.ndarray | torch.Tensor) -> list[np.ndarray]:
+    """Run an exported graph with ONNX Runtime on the CPU → its outputs, in the graph's order."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise DataError("running ONNX graphs needs onnxruntime: pip install onnxruntime") from None
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = x.numpy() if isinstance(x, torch.Tensor) else x
+    return session.run(None, {session.get_inputs()[0].name: np.asarray(x, dtype=np.float32)})
+
+
+def largest_difference(model: nn.Module, path: str | os.PathLike, x: torch.Tensor) -> float:
+    """max |PyTorch − ONNX Runtime| over every output of ``model`` and the graph at ``path`` on input ``x``."""
+    with torch.no_grad():
+        out = model(x)
+    eager = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (tuple, list)) else [out]
+    return max(float(np.abs(e.numpy() - o).max()) for e, o in zip(eager, run_onnx(path, x)))
+
+
+def _cmd_onnx(args: argparse.Namespace) -> int:
+    task, model, example = load_for_export(args.checkpoint)
+    path = export_onnx(model, task, example, args.out, opset=args.opset, source=Path(args.checkpoint).name)
+    message = f"wrote {path} ({task}, {path.stat().st_size / 1e6:.2f} MB; input: {INPUTS[task]})"
+    if args.check:
+        x = example if task != "detection" else torch.rand(1, 3, 200, 296, generator=torch.Generator().manual_seed(1))
+        message += f"; ONNX Runtime vs PyTorch: max difference {largest_difference(model, path, x):.2e}"
+    print(message)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``onnx`` under ``facelearn export``."""
+    p = subparser(subparsers, "onnx",
+                  "export a detector, recognition backbone, PFLD or mesh decoder checkpoint to ONNX (the detector "
+                  "with dynamic height and width)",
+                  "facelearn export onnx --checkpoint facelearn/detection/checkpoints/retinaface_mnet025_quick.pt "
+                  "--out retinaface.onnx --check", _cmd_onnx)
+    p.add_argument("--checkpoint", required=True, help="a facelearn checkpoint of any task")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset version")
+    p.add_argument("--check", action="store_true",
+                   help="run the graph with ONNX Runtime and print its largest difference from PyTorch")
