@@ -16,6 +16,7 @@ import pytest
 import scipy.io
 
 from facelearn.data.synthface import export_identities, export_wflw, export_widerface
+from facelearn.data.synthface.formats import look_alike_pairs
 from facelearn.data.widerface import PACKAGED_VAL_GT
 
 REAL_GT = PACKAGED_VAL_GT  # the official val .mat files shipped with the package
@@ -268,3 +269,14 @@ def test_cli_writes_and_fails_with_one_line(tmp_path):
     helped = subprocess.run([sys.executable, "-m", "facelearn.cli", "synth", "identities", "--help"],
                             capture_output=True, text=True)
     assert helped.returncode == 0 and "example:" in helped.stdout
+
+
+def test_look_alike_pairs_counts_mismatched_pairs_within_a_family(tmp_path, ids):
+    meta = {"identities": {"test/a": {"family": "test-0"}, "test/b": {"family": "test-0"},
+                           "test/c": {"family": "test-1"}, "train/a": {"family": "train-1"}}}
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    (tmp_path / "pairs.txt").write_text("1\t1\na\t1\t2\na\t1\tb\t2\na\t2\tc\t1\nc\t1\tb\t1\n")
+    assert look_alike_pairs(tmp_path) == (1, 3)
+    kin, mismatched = look_alike_pairs(ids)
+    lines = (ids / "pairs.txt").read_text().splitlines()
+    assert mismatched == sum(len(ln.split("\t")) == 4 for ln in lines[1:]) > 0 and 0 <= kin <= mismatched

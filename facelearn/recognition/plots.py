@@ -41,16 +41,23 @@ def plot_target_logits(ax, curves: dict[str, Psi], degrees: bool = True) -> None
 
 def decision_boundary(psi: Psi, separation: float, n: int = 2001) -> float:
     """Angle θ₁ (from W₁, towards W₂) where class 1's margin logit equals class 2's plain logit:
-    ψ(θ₁) = cos(separation − θ₁). Features with θ₁ below it are classified as class 1 with the margin."""
+    ψ(θ₁) = cos(separation − θ₁). Features with θ₁ below it are classified as class 1 with the margin.
+    Found on a grid of ``n`` angles, then placed by linear interpolation where the gap changes sign."""
     theta = torch.linspace(0, separation, n, dtype=torch.float64)
     gap = psi(torch.cos(theta)) - torch.cos(separation - theta)
     inside = torch.nonzero(gap >= 0)
-    return float(theta[inside[-1]]) if len(inside) else 0.0
+    if not len(inside):
+        return 0.0
+    i = int(inside[-1])
+    if i + 1 == n:
+        return float(theta[i])
+    return float(theta[i] + (theta[i + 1] - theta[i]) * gap[i] / (gap[i] - gap[i + 1]))
 
 
-def plot_decision_margins(ax, curves: dict[str, Psi], separation: float = math.radians(90)) -> None:  # noqa: ANN001
+def plot_decision_margins(ax, curves: dict[str, Psi], separation: float = math.radians(90),  # noqa: ANN001
+                          legend: bool = True) -> None:
     """Two class weights ``separation`` apart on the unit circle and, for each margin, the two decision
-    boundaries (one per class); the wedge between them is the margin no feature may occupy."""
+    boundaries (one per class, one legend entry); the wedge between them is the margin no feature may occupy."""
     t = np.linspace(0, 2 * math.pi, 361)
     ax.plot(np.cos(t), np.sin(t), color="grey", lw=0.5)
     for angle, label in ((0.0, "W₁"), (separation, "W₂")):
@@ -59,11 +66,12 @@ def plot_decision_margins(ax, curves: dict[str, Psi], separation: float = math.r
     for i, (name, fn) in enumerate(curves.items()):
         b = decision_boundary(fn, separation)
         r = 1.0 - 0.1 * i
-        for angle in (b, separation - b):
-            ax.plot([0, r * math.cos(angle)], [0, r * math.sin(angle)], color=f"C{i}", label=name if angle == b else None)
+        for k, angle in enumerate((b, separation - b)):
+            ax.plot([0, r * math.cos(angle)], [0, r * math.sin(angle)], color=f"C{i}", label=None if k else name)
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.legend(fontsize=7, loc="lower left")
+    if legend:
+        ax.legend(fontsize=7, loc="lower left")
 
 
 def plot_embeddings_2d(ax, features: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,  # noqa: ANN001

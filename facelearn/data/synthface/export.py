@@ -225,7 +225,7 @@ def export_identities(out, *, n_identities: int, images_per_identity: int, n_tes
     insightface's template at ``image_size``), ``pairs.txt`` in LFW's format over ``test/`` (first line
     ``10<TAB>P``, then per fold P matched lines ``name<TAB>k1<TAB>k2`` and P mismatched lines
     ``name1<TAB>k1<TAB>name2<TAB>k2``; test identities are split into 10 disjoint folds; one mismatched pair
-    in ten is a look-alike pair, the others random as in LFW), and ``synthface.bin`` (pickled ``(list of JPEG bytes, list of bool)``, the
+    in ten is drawn from one family, the others at random as in LFW), and ``synthface.bin`` (pickled ``(list of JPEG bytes, list of bool)``, the
     pairs in ``pairs.txt`` order).
     """
     out = _check_args(out, n_identities=n_identities, images_per_identity=images_per_identity,

@@ -3,6 +3,7 @@ easy/medium/hard settings and LFW-style verification pairs (book chapter "SynthF
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,8 @@ def _savemat(path: Path, variables: dict, version: str) -> None:
 
 def make_pairs(rng, n_people: int, m: int, families: dict[str, int]):
     """LFW-style pairs over test identities split into 10 disjoint folds: P matched and P mismatched pairs per
-    fold (one mismatched pair in ten a look-alike pair where a fold has them); → (pairs, issame)."""
+    fold (one mismatched pair in ten drawn from one family where a fold has one, the others at random, some of
+    which are look-alikes too: :func:`look_alike_pairs` counts them); → (pairs, issame)."""
     names = [f"test{p:05d}" for p in range(n_people)]
     folds = np.array_split(np.arange(n_people), 10)
     per_fold = min(300, min(len(f) * m * (m - 1) // 2 for f in folds), min(len(f) * (len(f) - 1) // 2 * m * m for f in folds))
@@ -114,3 +116,15 @@ def write_pairs(path: Path, pairs: list) -> None:
     per_fold = sum(1 for p in pairs if len(p) == 3) // 10
     lines = [f"10\t{per_fold}"] + ["\t".join(str(x) for x in p) for p in pairs]
     path.write_text("\n".join(lines) + "\n")
+
+
+def look_alike_pairs(root: Path) -> tuple[int, int]:
+    """(mismatched pairs of two identities of one family, all mismatched pairs) in an identity export's
+    ``pairs.txt``, families read from its ``meta.json``. One slot in ten is a look-alike by construction
+    (:func:`make_pairs`); a fold holds whole families, so some of the random pairs are look-alikes too."""
+    root = Path(root)
+    identities = json.loads((root / "meta.json").read_text())["identities"]
+    family = {key.split("/", 1)[1]: v["family"] for key, v in identities.items() if key.startswith("test/")}
+    rows = (line.split("\t") for line in (root / "pairs.txt").read_text().splitlines()[1:])
+    mismatched = [t for t in rows if len(t) == 4]
+    return sum(family[t[0]] == family[t[2]] for t in mismatched), len(mismatched)
