@@ -6,6 +6,7 @@ Subcommands delegate to the library. Each task package contributes its own subco
     facelearn info                      versions, device, profile, folders
     facelearn models [--json]           every model preset with its parameter count
     facelearn synth …                   write SynthFace data sets in the real formats
+    facelearn fetch NAME… | data        download real data sets (verified) / list what is present
     facelearn train …                   train a model from a preset
     facelearn eval …                    official metrics (WIDER FACE, verification, landmarks)
     facelearn detect IMAGE …            run a face detector
@@ -37,6 +38,7 @@ PLUGINS: list[tuple[str, str]] = [
     ("train", "facelearn.detection.mesh.commands"),
     ("", "facelearn.detection.commands"),
     ("synth", "facelearn.data.synthface.commands"),
+    ("", "facelearn.data.commands"),
     ("", "facelearn.commands"),
     ("export", "facelearn.onnx_export"),
 ]

@@ -68,7 +68,7 @@ def test_packaged_ground_truth_is_the_registry_s():
 
     for stem in ("wider_face_val", "wider_easy_val", "wider_medium_val", "wider_hard_val"):
         digest = hashlib.sha256((PACKAGED_VAL_GT / f"{stem}.mat").read_bytes()).hexdigest()
-        assert digest == REGISTRY[f"{stem}.mat"].sha256
+        assert digest == REGISTRY[stem].sha256
 
 
 def test_find_val_ground_truth_refuses_an_incomplete_environment_folder(tmp_path, monkeypatch):

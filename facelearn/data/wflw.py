@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facelearn.data.download import Resource, register
+from facelearn.data.download import GROUPS, REGISTRY
 from facelearn.errors import DataError
 
 N_WFLW = 98
@@ -185,30 +185,10 @@ def wflw_files(root: str | os.PathLike) -> dict[str, Path]:
     return files
 
 
-#: The ``full`` profile's data set (WFLW, Wu et al. 2018) in facelearn's registry
-#: (:mod:`facelearn.data.download`). The images live on Google Drive, which needs a browser confirmation,
-#: so they are fetched by hand; no SHA-256 is pinned yet, so :func:`facelearn.data.download.fetch` needs the
-#: caller's hash and :func:`verify_file` prints the digest of a local copy to compare and record.
-WFLW_REGISTRY = (
-    register(Resource("WFLW_annotations.tar.gz", "https://wywu.github.io/projects/LAB/support/WFLW_annotations.tar.gz",
-                      None, "WFLW", unpack=False, licence="WFLW: research use (Wu et al., CVPR 2018)")),
-    register(Resource("WFLW_images.tar.gz", "https://drive.google.com/file/d/1hzBd48JIdWTJSsATBEB_eFVvPL1bx6UC",
-                      None, "WFLW", unpack=False, licence="WFLW images: from WIDER FACE, research use")),
-)
-
-
-def verify_file(path: str | os.PathLike, entry: Resource) -> str:
-    """SHA-256 of ``path``; :class:`DataError` if it differs from ``entry.sha256`` (when pinned)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    value = digest.hexdigest()
-    if entry.sha256 is not None and value != entry.sha256:
-        raise DataError.at(path, None, f"SHA-256 {value} differs from the registry's {entry.sha256}")
-    return value
+#: The ``full`` profile's data set (WFLW, Wu et al. 2018): its entries in facelearn's data registry
+#: (:data:`facelearn.data.download.REGISTRY`: where each file comes from, its licence and hash), installed in
+#: the layout :func:`wflw_files` reads by ``facelearn fetch wflw``.
+WFLW_REGISTRY = tuple(REGISTRY[name] for name in GROUPS["wflw"])
 
 
 def inter_ocular(landmarks: np.ndarray) -> float:

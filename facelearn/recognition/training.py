@@ -18,19 +18,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
-from facelearn.data import download
 from facelearn.engine import Trainer, cosine_schedule, load_checkpoint, make_loader, save_checkpoint
 from facelearn.models import preset
 from facelearn.recognition import beyond, margins, metric
 from facelearn.recognition.normalisation import NormFaceHead, SoftmaxHead
-
-# The `full` recipe's training sets, as insightface distributes them (RecordIO train.rec/train.idx plus
-# verification .bin files). insightface publishes no checksums, so the entries hold no SHA-256 and
-# facelearn.data.download.fetch refuses them unless the reader passes a hash they have verified.
-_INSIGHTFACE_DATASETS = "https://github.com/deepinsight/insightface/tree/master/recognition/_datasets_"
-for _name, _folder in (("faces_webface_112x112.zip", "casia_webface"), ("faces_emore.zip", "ms1mv2")):
-    download.register(download.Resource(_name, _INSIGHTFACE_DATASETS, None, _folder, unpack=True,
-                                        licence="research use only (see the data set's page)"))
 
 #: MS1MV2 (``faces_emore``), the `full` recipe's training set: identities and images.
 MS1MV2_SIZE = (85742, 5822653)
