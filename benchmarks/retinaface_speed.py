@@ -58,11 +58,11 @@ def main() -> None:
     default_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     image = (np.random.default_rng(0).random((480, 640, 3)) * 255).astype(np.uint8)
-    lat = timed(lambda: detect(model, image, score_threshold=0.5), args.repeats, dev)
+    lat = timed(lambda: detect(model, image, score_threshold=0.5, scale=1.0), args.repeats, dev)
     print(f"detect 640x480, {torch.get_num_threads()} thread: median {statistics.median(lat) * 1e3:.1f} ms "
           f"(min {min(lat) * 1e3:.1f}, {args.repeats} runs)")
     small, protocol = image[:240, :320], train_config("quick").test_time
-    one = statistics.median(timed(lambda: detect(model, small, score_threshold=0.02), args.repeats, dev))
+    one = statistics.median(timed(lambda: detect(model, small, score_threshold=0.02, scale=1.0), args.repeats, dev))
     full = statistics.median(timed(lambda: detect(model, small, score_threshold=0.02, **protocol), args.repeats, dev))
     print(f"detect 320x240, quick test-time protocol {protocol}: median {full * 1e3:.1f} ms = "
           f"{full / one:.1f}x one pass ({one * 1e3:.1f} ms)")

@@ -34,6 +34,7 @@ PLUGINS: list[tuple[str, str]] = [
     ("train", "facelearn.landmarks.commands"),
     ("eval", "facelearn.landmarks.commands"),
     ("eval", "facelearn.detection.eval_commands"),
+    ("eval", "facelearn.real_photos"),
     ("train", "facelearn.detection.commands"),
     ("train", "facelearn.detection.mesh.commands"),
     ("", "facelearn.detection.commands"),

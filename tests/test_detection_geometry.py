@@ -112,6 +112,15 @@ def test_match_hand_case():
     assert m.labels[1].tolist() == [NEGATIVE] * 4  # image without faces: all negative
 
 
+def test_match_forces_the_first_of_tied_best_anchors():
+    # the face overlaps anchors 1 and 2 equally (IoU 25/125 = 0.2, a negative): the first one is forced
+    anchors = _anchors([50, 50, 60, 60], [0, 0, 10, 10], [10, 0, 20, 10], [0, 0, 10, 10.5])
+    boxes, valid = pad_boxes([torch.tensor([[5.0, 0.0, 15.0, 5.0]])])
+    iou = box_iou(boxes[0], cxcywh_to_xyxy(anchors))[0]
+    assert iou[1] == iou[2] > iou[3]
+    assert match(anchors, boxes, valid).labels[0].tolist() == [NEGATIVE, POSITIVE, NEGATIVE, NEGATIVE]
+
+
 def test_match_ignore_band():
     anchors = _anchors([0, 0, 10, 10], [0, 0, 10, 25])
     boxes, valid = pad_boxes([torch.tensor([[0.0, 0.0, 10.0, 10.0]])])

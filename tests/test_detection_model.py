@@ -277,10 +277,10 @@ def test_detect_flip_mirrors_back_and_box_voting_averages():
     image = np.zeros((96, 160, 3), np.uint8)
     plain = torch.tensor([40.0, 28.8, 112.0, 76.8])
     mirrored = torch.tensor([48.0, 28.8, 120.0, 76.8])
-    det = detect(model, image, flip=True)
+    det = detect(model, image, scale=1.0, flip=True)
     assert model.sizes[-2:] == [(96, 160), (96, 160)] and len(det) == 1
     assert any(torch.allclose(det.boxes[0], b, atol=1e-3) for b in (plain, mirrored))
-    det = detect(model, image, flip=True, vote_iou=0.4)
+    det = detect(model, image, scale=1.0, flip=True, vote_iou=0.4)
     assert len(det) == 1 and torch.allclose(det.boxes[0], (plain + mirrored) / 2, atol=1e-3)
     assert torch.allclose(det.landmarks[0], torch.tensor([80.0, 43.2]).expand(5, 2), atol=1e-3)
     for bad in (0.0, 1.5):

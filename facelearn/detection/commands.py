@@ -135,9 +135,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--threshold", type=float, default=0.02, help="keep detections above this score")
     p.add_argument("--nms", type=float, default=0.4, help="NMS IoU threshold")
-    p.add_argument("--scale", type=float, nargs="+", default=[1.0],
+    p.add_argument("--scale", type=float, nargs="+", default=None,
                    help="resize images by this factor for the network; several factors: an image pyramid "
-                        "(the quick recipe evaluates at 1.5 2 2.5)")
+                        "(default: octaves chosen from each image's size, so faces from 10 px to the whole "
+                        "image reach the sizes the detector learnt; SynthFace's protocol: --scale 1.5 2 2.5 "
+                        "--flip --vote 0.4)")
     p.add_argument("--flip", action="store_true", help="also run each resized image mirrored (the paper's test)")
     p.add_argument("--vote", type=float, metavar="IOU",
                    help="box voting: refine each detection from the candidates overlapping it at this IoU "

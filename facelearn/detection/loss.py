@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from facelearn.detection.box_coding import VARIANCES, encode_boxes, encode_landmarks
-from facelearn.detection.matching import NEGATIVE, POSITIVE, gather_targets, match, pad_boxes
+from facelearn.detection.matching import NEGATIVE, POSITIVE, match, pad_boxes
 
 
 @dataclass(frozen=True)
@@ -114,20 +114,22 @@ class MultiTaskLoss:
         n_pos = pos.sum().clamp(min=1).float()
         loss_cls = (ce * used).sum() / n_pos
 
-        anchors_b = anchors.expand(len(boxes), -1, -1)
-        if pos.any():
-            box_t = encode_boxes(gather_targets(gt, m.matched)[pos], anchors_b[pos], cfg.variances)
-            loss_box = F.smooth_l1_loss(outputs["box"].float()[pos], box_t, reduction="sum") / n_pos
+        bi, ai = pos.nonzero(as_tuple=True)  # the positives, image by image: only their targets are gathered
+        face = m.matched[bi, ai]
+        if len(bi):
+            box_t = encode_boxes(gt[bi, face], anchors[ai], cfg.variances)
+            loss_box = F.smooth_l1_loss(outputs["box"].float()[bi, ai], box_t, reduction="sum") / n_pos
         else:
             loss_box = outputs["box"].sum() * 0.0
         loss_pts = outputs["box"].sum() * 0.0
         if "landmarks" in outputs:
             loss_pts = outputs["landmarks"].sum() * 0.0  # keeps the head in the graph when no face has landmarks
             pts, has = _pad_landmarks(landmarks, has_landmarks, gt.shape[1], logits.device)
-            with_pts = pos & gather_targets(has, m.matched)
+            with_pts = has[bi, face]
             if with_pts.any():
-                pts_t = encode_landmarks(gather_targets(pts, m.matched)[with_pts], anchors_b[with_pts], cfg.variances)
-                loss_pts = F.smooth_l1_loss(outputs["landmarks"].float()[with_pts], pts_t,
+                b_pts, a_pts = bi[with_pts], ai[with_pts]
+                pts_t = encode_landmarks(pts[b_pts, face[with_pts]], anchors[a_pts], cfg.variances)
+                loss_pts = F.smooth_l1_loss(outputs["landmarks"].float()[b_pts, a_pts], pts_t,
                                             reduction="sum") / with_pts.sum().float()
         loss = loss_cls + cfg.box_weight * loss_box + cfg.landmark_weight * loss_pts
         b = max(len(boxes), 1)

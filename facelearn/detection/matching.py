@@ -65,8 +65,7 @@ def match(anchors: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor, *, po
     labels[best_iou < negative_iou] = NEGATIVE
     labels[best_iou >= positive_iou] = POSITIVE
     if keep_best and valid.any():
-        best_anchor = iou.argmax(dim=2)  # (B, M): best anchor of each face
-        best_of_face = iou.max(dim=2).values  # (B, M)
+        best_of_face, best_anchor = iou.max(dim=2)  # (B, M): best IoU and anchor of each face
         bi, fi = (valid & (best_of_face >= min_best_iou)).nonzero(as_tuple=True)
         ai = best_anchor[bi, fi]
         labels[bi, ai] = POSITIVE

@@ -15,6 +15,7 @@ from torchvision.ops import box_iou, nms
 
 from facelearn.data.transforms import FIVE_POINT_FLIP
 from facelearn.detection.box_coding import VARIANCES, decode_boxes, decode_landmarks
+from facelearn.detection.test_time import scales_for
 
 #: Candidates that enter NMS, best first: per pass, and for the pooled passes of a test-time protocol.
 PRE_NMS_TOP_K = 5000
@@ -131,25 +132,25 @@ def to_tensor(image: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def detect(model: torch.nn.Module, image: np.ndarray | torch.Tensor, *, score_threshold: float = 0.5,
-           nms_iou: float = 0.4, scale: float | Sequence[float] = 1.0, flip: bool = False,
+           nms_iou: float = 0.4, scale: float | Sequence[float] | None = None, flip: bool = False,
            vote_iou: float | None = None, max_size: int | None = None, max_detections: int = 750) -> Detections:
     """Detect faces in one image of any size. Returns boxes, scores, landmarks in the image's pixels.
 
     image: H×W×3 uint8 RGB or (3, H, W) float in [0, 1]. The test-time protocol of the paper (chapter
     "Training and evaluating RetinaFace"): scale: the image is resized by this factor for the network (above 1
-    shows small faces at the size training crops showed them); several factors make an image pyramid;
+    shows small faces at the size training crops showed them); several factors make an image pyramid; None
+    (the default): the pyramid :func:`facelearn.detection.test_time.pyramid_scales` chooses from the image
+    size, so faces from 10 px to the whole image reach the network at sizes it learnt;
     flip: each resized image is also run mirrored; the candidates of all passes (before NMS) are pooled and
     the best ``PRE_NMS_TOP_K`` of them suppressed together, as for one pass; vote_iou: if given,
     :func:`box_vote` refines each survivor from that pool (the paper uses 0.4). max_size: if given, each
     resized long side is capped at it.
     """
-    scales = (scale,) if isinstance(scale, (int, float)) else tuple(scale)
-    if not scales or not all(s > 0 for s in scales):
-        raise ValueError(f"scale must be a positive number or a non-empty list of them, got {scale}")
     if vote_iou is not None and not 0 < vote_iou <= 1:
         raise ValueError(f"vote_iou must be in (0, 1], got {vote_iou}")
     x = to_tensor(image)
     h, w = x.shape[-2:]
+    scales = scales_for(h, w, scale)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()

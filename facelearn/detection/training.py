@@ -4,7 +4,8 @@ FACE evaluation of a model (book chapter "Training and evaluating RetinaFace").
 Recipes are frozen dataclasses with named presets:
 
 * ``quick`` — MobileNet-0.25 (common anchors) on 2,000 SynthFace ``widerface`` scenes, small input, AdamW,
-  40 epochs (5,000 steps, about 45 CPU minutes), tested on a pyramid of 1.5, 2 and 2.5 times the image size;
+  40 epochs (5,000 steps, about 45 CPU minutes), tested on SynthFace val with the ``synthface`` protocol of
+  :mod:`facelearn.detection.test_time` (a pyramid of 1.5, 2 and 2.5 times the image size, mirror, voting);
 * ``quick-no-landmarks`` — ``quick`` with λ2 = 0 (the landmark-head ablation of the chapter);
 * ``quick-dense`` — ``quick`` with the dense regression branch on (λ3 = 0.01, chapter "The dense regression
   branch");
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 from facelearn.detection.loss import LossConfig, MultiTaskLoss
+from facelearn.detection.test_time import PROTOCOLS
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,8 @@ class TrainConfig:
 
 _QUICK = TrainConfig("quick", image_size=256, epochs=40, batch_size=16, lr=3e-3, weight_decay=1e-4,
                      optimizer="adamw", warmup_epochs=1.0, synth_train=2000, synth_val=300, synth_image_size=320,
-                     test_scales=(1.5, 2.0, 2.5), test_flip=True, test_vote_iou=0.4)
+                     test_scales=PROTOCOLS["synthface"].scales, test_flip=PROTOCOLS["synthface"].flip,
+                     test_vote_iou=PROTOCOLS["synthface"].vote_iou)
 
 #: SynthFace scenes the chapters export: the first ``PAGE_SCENES`` training and ``PAGE_VAL_SCENES`` validation
 #: scenes of ``quick``'s export (the same scenes: each one depends only on the seed, its split and its index), so
@@ -156,11 +159,11 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 
 @torch.no_grad()
 def predict_folder(model: torch.nn.Module, images: list[Path], names: list[str], *, score_threshold: float = 0.02,
-                   scale: float | tuple[float, ...] = 1.0, flip: bool = False, vote_iou: float | None = None,
+                   scale: float | tuple[float, ...] | None = None, flip: bool = False, vote_iou: float | None = None,
                    max_size: int | None = None, progress: bool = True) -> dict[tuple[str, str], np.ndarray]:
-    """Run :func:`~facelearn.detection.postprocess.detect` on every image (resized by ``scale`` — one factor or
-    a pyramid — and mirrored if ``flip``, box voting at ``vote_iou``, long side capped at ``max_size``).
-    names: ``<event>/<file>.jpg``.
+    """Run :func:`~facelearn.detection.postprocess.detect` on every image (resized by ``scale`` — one factor, a
+    pyramid, or None for the pyramid chosen from each image's size — and mirrored if ``flip``, box voting at
+    ``vote_iou``, long side capped at ``max_size``). names: ``<event>/<file>.jpg``.
     Returns {(event, stem): (N, 5) x y w h score}, the form :func:`facelearn.detection.evaluation.evaluate`
     reads."""
     from tqdm.auto import tqdm
@@ -178,7 +181,7 @@ def predict_folder(model: torch.nn.Module, images: list[Path], names: list[str],
 
 
 def evaluate_model(model: torch.nn.Module, root: str | os.PathLike, *, score_threshold: float = 0.02,
-                   scale: float | tuple[float, ...] = 1.0, flip: bool = False, vote_iou: float | None = None,
+                   scale: float | tuple[float, ...] | None = None, flip: bool = False, vote_iou: float | None = None,
                    max_size: int | None = None, progress: bool = True):
     """WIDER FACE AP (easy / medium / hard) of ``model`` on the val split under ``root`` (the real data set
     or a SynthFace export): ``root/WIDER_val/images`` and ``root/wider_face_split``; the test-time protocol

@@ -140,3 +140,30 @@ def verify(model: nn.Module, images: torch.Tensor, issame: np.ndarray, *, flip: 
     """Embed 2P images (pairs consecutive), score the pairs and run :func:`evaluate`."""
     e = embed(model, images, batch_size=batch_size, flip=flip, progress=progress)
     return evaluate(pair_scores(e), np.asarray(issame), n_folds=n_folds)
+
+
+def pairs_across_identities(n_pairs: int) -> tuple[np.ndarray, np.ndarray]:
+    """A balanced pair list for a set of ``n_pairs`` matched pairs of different people (images 2i and 2i + 1
+    show person i, as in a ``.bin`` set whose flags are all True): matched pair i, then the mismatched pair of
+    image 2i with image 2((i + 1) mod P) + 1, for i = 0 … P − 1.
+
+    Returns (index (4P,) into the images, pairs consecutive as :func:`pair_scores` reads them; issame (2P,)
+    alternating True, False), so each of the 10 folds of P = 10 holds one matched and one mismatched pair.
+    """
+    if n_pairs < 2:
+        raise ValueError(f"need at least 2 matched pairs of different people, got {n_pairs}")
+    i = np.arange(n_pairs)
+    matched = np.stack([2 * i, 2 * i + 1], 1)
+    mismatched = np.stack([2 * i, 2 * ((i + 1) % n_pairs) + 1], 1)
+    return np.stack([matched, mismatched], 1).reshape(-1), np.tile([True, False], n_pairs)
+
+
+def roc_auc_all_pairs(embeddings: torch.Tensor | np.ndarray) -> float:
+    """ROC AUC over every pair of a set of matched pairs of different people: embeddings (2P, D), rows 2i and
+    2i + 1 of person i → the P matched pairs against all 2P(2P − 2)/2 pairs of two people."""
+    from sklearn.metrics import roc_auc_score
+
+    e = l2_normalise(torch.as_tensor(np.asarray(embeddings), dtype=torch.float64)).numpy()
+    person = np.arange(len(e)) // 2
+    a, b = np.triu_indices(len(e), k=1)
+    return float(roc_auc_score(person[a] == person[b], (e[a] * e[b]).sum(1)))
