@@ -1,29 +1,101 @@
-"""Forward + backward time of every margin head, relative to plain softmax measured in the same run.
+"""Forward + backward time of every margin head, relative to plain softmax measured in the same run, and the
+ArcFace head against the one-hot formulation it replaced (time and memory).
 
     python benchmarks/recognition_heads.py [--classes 10000] [--batch 256] [--dim 512] [--repeats 20]
+    python benchmarks/recognition_heads.py --against-one-hot [--classes 100000] [--rounds 5]
 
-Prints one line per head: milliseconds per step and the ratio to softmax (book: "CosFace and ArcFace").
+The first form prints one line per head: milliseconds per step and the ratio to softmax (book: "CosFace
+and ArcFace"). ``--against-one-hot`` times the ArcFace head (forward + backward of the cross-entropy)
+with the margin written into the N target logits (the library) and with the former formulation, an
+(N, C) one-hot mask and a ``torch.where`` over the whole matrix (kept below as the baseline); the two
+alternate, round after round, and the ratio is of the fastest round of each. It also prints the peak
+memory of the margin step beyond its input, in units of one (N, C) fp32 matrix, each measured in a fresh
+process (Linux's peak resident size, which follows large tensors since they are mapped and unmapped).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import subprocess
+import sys
 import time
 
 import torch
+import torch.nn.functional as F
 
+from facelearn.recognition.margins import ArcFaceHead
 from facelearn.recognition.training import LOSSES, make_head
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--classes", type=int, default=10000)
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--dim", type=int, default=512)
-    ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+def one_hot_margin_logits(head: ArcFaceHead, cos: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The former ``MarginHead.margin_logits``: s·where(one_hot(labels), ψ(cos θ_y), cos θ)."""
+    target = head.psi(cos.gather(1, labels[:, None]).squeeze(1))
+    mask = F.one_hot(labels, cos.shape[1]).bool()
+    return head.s * torch.where(mask, target.unsqueeze(1), cos)
+
+
+def _step(head: ArcFaceHead, x: torch.Tensor, labels: torch.Tensor, one_hot: bool) -> None:
+    cos = head.cosine(x)
+    logits = one_hot_margin_logits(head, cos, labels) if one_hot else head.margin_logits(cos, labels)
+    F.cross_entropy(logits, labels).backward()
+
+
+def _peak_memory(args: argparse.Namespace, one_hot: bool) -> tuple[float, float]:
+    """Peak memory beyond the (N, C) cosines of the margin's forward, and of the margin + cross-entropy
+    forward and backward, in (N, C) fp32 matrices."""
+    code = (f"import sys; sys.path.insert(0, {sys.path[0]!r}); from recognition_heads import _margin_peak; "
+            f"print(_margin_peak({args.batch}, {args.classes}, {one_hot}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return ast.literal_eval(out.strip().splitlines()[-1])
+
+
+def _margin_peak(n: int, c: int, one_hot: bool) -> tuple[float, float]:
+    torch.set_num_threads(1)
+    head = ArcFaceHead(8, c)
+    cos = torch.empty(n, c).uniform_(-1, 1).requires_grad_(True)
+    labels = torch.randint(0, c, (n,))
+    with open("/proc/self/clear_refs", "w") as fh:  # restart the peak (VmHWM) from the current size
+        fh.write("5")
+    before = _status_kib("VmRSS")
+    logits = one_hot_margin_logits(head, cos, labels) if one_hot else head.margin_logits(cos, labels)
+    forward = _status_kib("VmHWM") - before
+    F.cross_entropy(logits, labels).backward()
+    return forward * 1024 / (n * c * 4), (_status_kib("VmHWM") - before) * 1024 / (n * c * 4)
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(field + ":"))
+
+
+def against_one_hot(args: argparse.Namespace) -> None:
+    torch.manual_seed(0)
+    head = ArcFaceHead(args.dim, args.classes)
+    x = torch.randn(args.batch, args.dim, requires_grad=True)
+    labels = torch.randint(0, args.classes, (args.batch,))
+    best = {False: float("inf"), True: float("inf")}
+    for one_hot in (False, True):
+        _step(head, x, labels, one_hot)  # warm up
+    for _ in range(args.rounds):
+        for one_hot in (False, True):
+            head.zero_grad(set_to_none=True)
+            start = time.perf_counter()
+            _step(head, x, labels, one_hot)
+            best[one_hot] = min(best[one_hot], time.perf_counter() - start)
+    print(f"ArcFace head, {args.batch} × {args.dim} embeddings, {args.classes} classes, fp32, "
+          f"{torch.get_num_threads()} thread(s), device cpu; min of {args.rounds} alternating rounds")
+    print(f"  one-hot + torch.where (baseline): {best[True] * 1e3:8.1f} ms/step")
+    print(f"  target logits only (library):     {best[False] * 1e3:8.1f} ms/step  "
+          f"{best[False] / best[True]:.3f}× the baseline (goal ≤ 0.9×)")
+    if args.memory:
+        (new_fwd, new_step), (old_fwd, old_step) = _peak_memory(args, False), _peak_memory(args, True)
+        print("  peak memory beyond the cosines, in (N, C) fp32 matrices (the logits are 1):")
+        print(f"    margin forward:                     baseline {old_fwd:.2f}, library {new_fwd:.2f}")
+        print(f"    margin + cross-entropy, fwd + bwd:  baseline {old_step:.2f}, library {new_step:.2f}")
+
+
+def every_head(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     x = torch.randn(args.batch, args.dim, requires_grad=True)
     y = torch.randint(0, args.classes, (args.batch,))
@@ -40,6 +112,22 @@ def main() -> None:
     print(f"{args.batch} × {args.dim} embeddings, {args.classes} classes, {args.threads} thread(s)")
     for loss, ms in times.items():
         print(f"{loss:15s} {ms:8.2f} ms/step  {ms / base:5.2f}× softmax")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--classes", type=int, default=None, help="default 10000 (100000 with --against-one-hot)")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--dim", type=int, default=512)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--against-one-hot", action="store_true")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--no-memory", dest="memory", action="store_false")
+    args = ap.parse_args()
+    args.classes = args.classes or (100_000 if args.against_one_hot else 10_000)
+    torch.set_num_threads(args.threads)
+    (against_one_hot if args.against_one_hot else every_head)(args)
 
 
 if __name__ == "__main__":

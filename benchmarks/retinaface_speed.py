@@ -5,7 +5,7 @@ here nearly every anchor passes the 0.02 evaluation threshold, the worst case fo
 training step (forward, loss with matching and OHEM, backward, update) at
 batch 8 × 640×640. Prints the model, the device and the thread count; not a test.
 
-    python benchmarks/retinaface_speed.py [--model mobilenet0.25-common] [--repeats 10] [--device cpu]
+    python benchmarks/retinaface_speed.py [--model retinaface-mobilenet0.25] [--repeats 10] [--device cpu]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def timed(fn, repeats: int, dev: torch.device) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="mobilenet0.25-common", choices=sorted(retinaface.PRESETS))
+    parser.add_argument("--model", default="retinaface-mobilenet0.25", choices=sorted(retinaface.PRESETS))
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--device", default=None)
     parser.add_argument("--train-threads", type=int, default=None, help="threads for the training step "
@@ -95,6 +95,50 @@ def main() -> None:
     ref = timed(lambda: model(images), max(3, args.repeats // 3), dev)
     print(f"  of which a forward pass alone: median {statistics.median(ref):.2f} s "
           f"(ratio step / forward {statistics.median(steps) / statistics.median(ref):.1f})")
+
+    # the library's OHEM (topk) against the former one (two full argsorts), alternating round by round
+    with torch.no_grad():
+        outputs = {k: v.detach() for k, v in model(images).items()}
+    rounds = max(3, args.repeats // 3)
+    loss_only = _alternate(lambda: criterion(outputs, anchors, boxes, points, has), 3 * rounds, dev)
+    whole = _alternate(step, rounds, dev)
+    print(f"former OHEM (two argsorts) vs the library's (topk), min of alternating rounds, "
+          f"{torch.get_num_threads()} threads, device {dev}:")
+    for what, (new, old) in (("loss alone (matching, encoding, OHEM)", loss_only), ("training step", whole)):
+        print(f"  {what:<40} former {old * 1e3:9.1f} ms   library {new * 1e3:9.1f} ms   "
+              f"library / former {new / old:.3f}")
+
+
+def ohem_by_two_sorts(cls_loss: torch.Tensor, labels: torch.Tensor, ratio: float | None,
+                      min_negatives: int = 0) -> torch.Tensor:
+    """The former ``ohem_mask``: each anchor's rank among its image's negatives from two full argsorts."""
+    pos, neg = labels == 1, labels == 0
+    if ratio is None:
+        return pos | neg
+    k = torch.minimum(torch.clamp(torch.ceil(pos.sum(1) * ratio).long(), min=min_negatives), neg.sum(1))
+    rank = cls_loss.detach().masked_fill(~neg, float("-inf")).argsort(1, descending=True).argsort(1)
+    return pos | (neg & (rank < k[:, None]))
+
+
+def _alternate(fn, rounds: int, dev: torch.device) -> tuple[float, float]:
+    """Fastest of ``rounds`` runs of ``fn`` with the library's OHEM and with the former one patched into the
+    loss module, the two alternating: (library seconds, former seconds)."""
+    from facelearn.detection import loss as loss_module
+
+    library = loss_module.ohem_mask
+    best = [float("inf"), float("inf")]
+    for _ in range(rounds):
+        for i, impl in enumerate((library, ohem_by_two_sorts)):
+            loss_module.ohem_mask = impl
+            try:
+                _sync(dev)
+                t = time.perf_counter()
+                fn()
+                _sync(dev)
+                best[i] = min(best[i], time.perf_counter() - t)
+            finally:
+                loss_module.ohem_mask = library
+    return best[0], best[1]
 
 
 if __name__ == "__main__":
