@@ -4,6 +4,8 @@ errors. No test touches the internet."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import re
 import zipfile
@@ -78,6 +80,17 @@ def test_a_wrong_hash_is_refused_and_the_file_removed(archives, mirror):
         fetch.fetch("wider_val", fetch.Source(mirror.url), progress=False)
     assert not list(fetch.downloads_dir().iterdir())
     assert not (runtime.data_dir() / "widerface").exists()
+
+
+def test_the_published_md5_is_checked_too(archives, mirror, monkeypatch):
+    res = download.REGISTRY["retinaface_gt"]
+    monkeypatch.setitem(download.REGISTRY, res.name, dataclasses.replace(res, md5="0" * 32))
+    with pytest.raises(DataError, match=r"retinaface_gt_v1.1.zip: MD5 [0-9a-f]{32} does not match the published 0{32}"):
+        fetch.fetch(res.name, fetch.Source(mirror.url, trust_on_first_use=True), progress=False)
+    md5 = hashlib.md5(archives[1]["retinaface_gt_v1.1.zip"].read_bytes()).hexdigest()
+    monkeypatch.setitem(download.REGISTRY, res.name, dataclasses.replace(res, md5=md5))
+    fetch.fetch(res.name, fetch.Source(mirror.url, trust_on_first_use=True), progress=False)
+    assert fetch.record_of(res)["verified_by"] == "trusted on first use, md5 of the publisher"
 
 
 def test_an_interrupted_download_resumes_with_a_range_request(archives, mirror):

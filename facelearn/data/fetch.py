@@ -115,23 +115,23 @@ def _md5_of(path: Path) -> str:
 
 
 def verify(res: Resource, path: Path, source: Source, remove: bool = True) -> tuple[str, str]:
-    """Check ``path`` against the hash given by the reader, else the registry's; with trust-on-first-use and
-    no hash, against the published MD5 where there is one. A mismatching file is removed (when ``remove``).
-    Returns (SHA-256 seen, how it was verified)."""
+    """Check ``path`` against the SHA-256 given by the reader, else the registry's SHA-256 and published MD5;
+    with trust-on-first-use and no SHA-256, against the published MD5 where there is one. A mismatching file
+    is removed (when ``remove``). Returns (SHA-256 seen, how it was verified)."""
     seen = sha256_of(path)
-    expected = source.sha256 or res.sha256
-    if expected is not None:
-        how = "sha256 given by the reader" if source.sha256 else "sha256 of the registry"
-        ok = seen == expected.lower()
-    else:
-        how = "trusted on first use" + (", md5 of the publisher" if res.md5 else "")
-        ok = res.md5 is None or _md5_of(path) == res.md5
-        expected = f"md5 {res.md5}"
-    if not ok:
+    expected = (source.sha256 or res.sha256 or "").lower()
+    md5 = None if source.sha256 else res.md5
+    how = ("sha256 given by the reader" if source.sha256 else "sha256 of the registry" if res.sha256
+           else "trusted on first use") + (", md5 of the publisher" if md5 else "")
+    problem = None
+    if expected and seen != expected:
+        problem = f"SHA-256 {seen} does not match the expected {expected}"
+    elif md5 and (got := _md5_of(path)) != md5:
+        problem = f"MD5 {got} does not match the published {md5}"
+    if problem:
         if remove:
             path.unlink()
-        raise DataError.at(path, None, f"SHA-256 {seen} does not match the expected {expected}"
-                                       + ("; the file was removed" if remove else ""))
+        raise DataError.at(path, None, problem + ("; the file was removed" if remove else ""))
     return seen, how
 
 
