@@ -76,6 +76,34 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def multiply_adds(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply–accumulate operations of one forward pass of ``model`` on one input of ``input_shape``
+    (convolutions and fully connected layers; counted with forward hooks on a zero input on the model's
+    device — a model built under ``torch.device("meta")`` is counted without any arithmetic)."""
+    total = 0
+
+    def conv(m: nn.Conv2d, i, o) -> None:
+        nonlocal total
+        total += o.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
+    def linear(m: nn.Linear, i, o) -> None:
+        nonlocal total
+        total += m.in_features * m.out_features
+
+    hooks = [m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)
+             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return total
+
+
 def preset(name: str) -> ModelPreset:
     """The preset called ``name``; a ``ValueError`` lists the known names otherwise."""
     for p in PRESETS:

@@ -24,6 +24,7 @@ from facelearn.landmarks.crops import CropConfig, LandmarkCrops, flip_landmarks,
 from facelearn.landmarks.loss import (LossConfig, PFLDObjective, PoseThresholds, attribute_weight, categories,
                                       category_weights)
 from facelearn.landmarks.pfld import PFLD, PFLDConfig, pfld_pair
+from facelearn.models import multiply_adds  # noqa: F401  (re-exported: the cost section of chapter "PFLD")
 
 
 @dataclass(frozen=True)
@@ -209,31 +210,6 @@ def shipped_checkpoint(name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not shipped; regenerate it with 'make checkpoints'")
     return path
-
-
-def multiply_adds(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply–accumulate operations of one forward pass of ``model`` on one input of ``input_shape``
-    (convolutions and fully connected layers; counted with forward hooks on a zero input)."""
-    total = 0
-
-    def conv(m: nn.Conv2d, i, o) -> None:
-        nonlocal total
-        total += o.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-
-    def linear(m: nn.Linear, i, o) -> None:
-        nonlocal total
-        total += m.in_features * m.out_features
-
-    hooks = [m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)
-             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        model(torch.zeros(1, *input_shape))
-    model.train(was_training)
-    for h in hooks:
-        h.remove()
-    return total
 
 
 def estimate_angles(records: list[LandmarkRecord], images_dir: str | os.PathLike) -> np.ndarray:
