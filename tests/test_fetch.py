@@ -121,7 +121,13 @@ def test_a_corrupt_archive_gives_one_line_naming_it(archives, capsys):
     with Mirror(bad.parent, lifetime_s=60) as m:
         assert cli.main(["fetch", "wider_val", "--mirror", m.url, "--sha256", sha256_of(bad), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "WIDER_val.zip: not a readable archive" in err
+    assert err.count("\n") == 1 and "WIDER_val.zip: not a readable archive" in err and "removed it" in err
+    assert not list(fetch.downloads_dir().iterdir())
+
+
+def test_a_group_says_what_lacks_a_hash_before_downloading_anything(mirror, capsys):
+    assert cli.main(["fetch", "widerface", "--mirror", mirror.url]) == 2
+    assert "retinaface_gt: the publisher gives no SHA-256" in capsys.readouterr().err and not mirror.ranges
 
 
 def test_request_only_entries_say_where_to_request_and_where_to_put(capsys):

@@ -11,6 +11,7 @@ from facelearn.cli import subparser
 
 
 def _fetch(args: argparse.Namespace) -> int:
+    from facelearn import runtime
     from facelearn.data import download, fetch
 
     entries = download.expand(args.names)
@@ -19,6 +20,11 @@ def _fetch(args: argparse.Namespace) -> int:
     if (args.sha256 or args.file) and len(entries) > 1:
         raise ValueError("--sha256 and --file apply to one data set; name exactly one")
     source = fetch.Source(args.mirror, args.file, args.sha256, args.trust_on_first_use)
+    unhashed = [r.name for r in entries if r.sha256 is None and not (args.sha256 or args.trust_on_first_use)
+                and (args.file or fetch.url_of(r, args.mirror)) and not (runtime.data_dir() / r.present).exists()]
+    if unhashed:  # said before anything is downloaded
+        raise ValueError(f"{', '.join(unhashed)}: the publisher gives no SHA-256; pass --sha256 HEX after checking "
+                         "it, or --trust-on-first-use to record the hash the download has")
     failed = 0
     for res in entries:
         try:

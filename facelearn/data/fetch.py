@@ -160,8 +160,7 @@ def unpack(archive: Path, dest: Path) -> None:
                     raise DataError.at(archive, None, f"member {odd[0]!r} is a link or device; refused")
                 t.extractall(dest, members=members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, OSError) as err:
-        raise DataError.at(archive, None, f"not a readable archive ({type(err).__name__}: {err}); delete it and "
-                                          "fetch again") from None
+        raise DataError.at(archive, None, f"not a readable archive ({type(err).__name__}: {err})") from None
 
 
 def _is_archive(filename: str) -> bool:
@@ -192,7 +191,13 @@ def fetch(name: str, source: Source = Source(), progress: bool = True, keep: boo
         raise FileNotFoundError(f"{local}: no such file")
     seen, how = verify(res, local, source, remove=source.file is None)
     if _is_archive(res.filename):
-        unpack(local, data / res.folder)
+        try:
+            unpack(local, data / res.folder)
+        except DataError as err:
+            if source.file is not None:
+                raise
+            local.unlink()
+            raise DataError(f"{err}; removed it (run the same command to download it again)") from None
     else:  # a single file: copied (or moved) beside its final name, then renamed
         (data / res.folder).mkdir(parents=True, exist_ok=True)
         part = target.with_name(target.name + ".part")
