@@ -165,3 +165,17 @@ def test_data_lists_every_entry(capsys):
     assert cli.main(["data", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == list(download.REGISTRY) and not any(r["present"] for r in rows)
+
+
+def test_every_fetch_command_in_the_book_names_a_known_data_set():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    texts = {p.name: "\n".join("".join(c["source"]) for c in json.loads(p.read_text())["cells"]
+                                if c["cell_type"] == "markdown") for p in sorted((root / "notebooks").glob("*.ipynb"))}
+    texts["how_to_run.md"] = (root / "book" / "how_to_run.md").read_text()
+    named = {(where, name) for where, text in texts.items()
+             for name in re.findall(r"facelearn fetch ((?:[a-z0-9_]+ ?)+)", text) for name in name.split()}
+    assert {"12_training_retinaface.ipynb", "22_cosface_arcface.ipynb", "30_pfld.ipynb"} <= {w for w, _ in named}
+    unknown = [(w, n) for w, n in named if n not in download.REGISTRY and n not in download.GROUPS]
+    assert not unknown, unknown
