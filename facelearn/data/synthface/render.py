@@ -74,8 +74,13 @@ def project(identity: Identity, expression: Expression, pose: tuple[float, float
             distance: float = 80.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pose, perspective-project and place a face so its box (landmarks + forehead) has ``height`` pixels
     and is centred at ``centre``. → (points (V, 2) px, camera-space vertices (V, 3), box (4,))."""
+    return _project(identity, expression, pose, centre, height, distance, hair_mask(identity))
+
+
+def _project(identity: Identity, expression: Expression, pose, centre, height: float, distance: float,
+             hair: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`project` with the identity's :func:`hair_mask` already computed."""
     v = face_vertices(identity, expression)
-    hair = hair_mask(identity)
     grow = np.where(hair, 0.35 + 0.25 * (identity.hair_style >= 2), 0.0)
     r = np.hypot(v[:, 0], v[:, 2] + 0.5) + 1e-6
     v[:, 0] += grow * v[:, 0] / r
@@ -94,8 +99,9 @@ def project(identity: Identity, expression: Expression, pose: tuple[float, float
 
 def _shade(cam: np.ndarray, tri: np.ndarray, light: np.ndarray, ambient: float) -> tuple[np.ndarray, np.ndarray]:
     a, b, c = cam[tri[:, 0]], cam[tri[:, 1]], cam[tri[:, 2]]
-    n = np.cross(b - a, c - a)
-    n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
+    u, v = (b - a).T, (c - a).T
+    n = np.stack([u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]], axis=1)  # u × v
+    n /= np.sqrt(n[:, 0] * n[:, 0] + n[:, 1] * n[:, 1] + n[:, 2] * n[:, 2])[:, None] + 1e-12
     n *= -np.sign(n[:, 2:3] + 1e-12)  # outward, towards the camera for visible triangles
     return ambient + (1 - ambient) * np.clip(n @ light, 0, 1), (a[:, 2] + b[:, 2] + c[:, 2]) / 3
 
@@ -221,7 +227,8 @@ def draw_face(canvas: np.ndarray, identity: Identity, expression: Expression, po
     Faces under 48 px use the coarse triangulation. ``visibility``: "all" tests the 98 landmarks for
     self-occlusion, "five" only the 5 RetinaFace points (the rest are reported visible), "none" none.
     """
-    pts, cam, box = project(identity, expression, pose, centre, height)
+    hair = hair_mask(identity)
+    pts, cam, box = _project(identity, expression, pose, centre, height, 80.0, hair)
     tri = TOPOLOGY.triangles if height >= 48 else TOPOLOGY.coarse_triangles
     light = np.array([0.3, -0.4, -1.0]) if light is None else np.asarray(light, dtype=np.float64)
     light = light / np.linalg.norm(light)
@@ -229,29 +236,34 @@ def draw_face(canvas: np.ndarray, identity: Identity, expression: Expression, po
         _draw_body(canvas, pts, cam, pose, height, identity, clothes)
     p = pts[tri]
     front = ((p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 1, 1] - p[:, 0, 1]) * (p[:, 2, 0] - p[:, 0, 0])) > 0
-    intensity, depth = _shade(cam, tri, light, ambient)
+    shown = tri[front]  # only the front-facing triangles are shaded and drawn
+    intensity, depth = _shade(cam, shown, light, ambient)
     albedo = np.broadcast_to(identity.skin, (len(TOPOLOGY.vertices), 3)).copy()
-    hair = hair_mask(identity)
     albedo[hair] = identity.hair
     if identity.beard:
         mix = 0.45 if identity.beard == 1 else 0.9
         albedo[_BEARD_ZONE & ~hair] = (1 - mix) * identity.skin + mix * identity.hair * 0.8
-    tri_col = albedo[tri].mean(1) * intensity[:, None]
+    corner = albedo[shown]  # (T, 3 corners, 3): the mean of the three, summed in np.mean's order
+    tri_col = (corner[:, 0] + corner[:, 1] + corner[:, 2]) / 3 * intensity[:, None]
     k = float(ambient + (1 - ambient) * max(0.0, -light[2]) * 0.9)
     items = _features(canvas, identity, pts, cam, k, height / 16.3)
     items += [_ear(canvas, cam, pts, side, _colour(identity.skin * 0.85, k)) for side in (-1, 1)]
-    idx = np.flatnonzero(front)
-    keys = np.concatenate([depth[idx], [d for d, _ in items]])
-    order = np.argsort(-keys, kind="stable")
-    polys = _poly(p[idx])
-    cols = np.clip(tri_col[idx][:, ::-1], 0, 255).astype(np.int32).tolist()
-    n_tri = len(idx)
-    fill = cv2.fillConvexPoly
-    for o in order.tolist():
-        if o < n_tri:
-            fill(canvas, polys[o], cols[o], cv2.LINE_8, _SHIFT)
-        else:
-            items[o - n_tri][1]()
+    order = np.argsort(-np.concatenate([depth, [d for d, _ in items]]), kind="stable")  # far to near
+    n_tri = len(shown)
+    is_tri = order < n_tri
+    tri_order = order[is_tri]
+    polys = _poly(p[front][tri_order])
+    cols = np.clip(tri_col[tri_order][:, ::-1], 0, 255).astype(np.int32).tolist()
+    # the features go between runs of triangles: run r is the triangles painted before the r-th feature
+    ends = np.flatnonzero(~is_tri) - np.arange(len(items))
+    fill, line8 = cv2.fillConvexPoly, cv2.LINE_8
+    start = 0
+    for end, item in zip([*ends.tolist(), n_tri], [*order[~is_tri].tolist(), None]):
+        for q, c in zip(polys[start:end], cols[start:end]):
+            fill(canvas, q, c, line8, _SHIFT)
+        if item is not None:
+            items[item - n_tri][1]()
+        start = end
     lm = pts[:98].copy()
     vis = np.ones(98, bool)
     if visibility != "none":
