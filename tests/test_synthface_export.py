@@ -66,6 +66,18 @@ def test_wflw_rendered_in_worker_processes_is_the_same_bytes(tmp_path):
         export_wflw(tmp_path / "bad", n_train=1, n_test=0, progress=False, workers=0)
 
 
+def test_scenes_and_identities_rendered_in_worker_processes_are_the_same_bytes(tmp_path, wider, ids):
+    export_widerface(tmp_path / "wider", n_train=6, n_val=8, image_size=256, seed=1, progress=False, workers=2)
+    assert _digest(tmp_path / "wider") == _digest(wider)
+    export_identities(tmp_path / "ids", n_identities=4, images_per_identity=3, n_test_identities=20, seed=3,
+                      progress=False, workers=2)
+    assert _digest(tmp_path / "ids") == _digest(ids)
+    for export, counts in ((export_widerface, {"n_train": 1, "n_val": 0}),
+                           (export_identities, {"n_identities": 1, "images_per_identity": 1, "n_test_identities": 0})):
+        with pytest.raises(ValueError, match="workers must be at least 1"):
+            export(tmp_path / "bad", progress=False, workers=0, **counts)
+
+
 def test_a_smaller_export_is_a_prefix_of_a_larger_one(tmp_path, wider):
     """The chapters export fewer scenes than the recipes (``PAGE_SCENES``, ``PAGE_VAL_SCENES``): the first
     training and validation scenes must be byte-identical with the same faces and subsets, so a page scores a

@@ -9,11 +9,14 @@ Every export is deterministic for its seed: sample i of a split is drawn from
 from __future__ import annotations
 
 import json
+import multiprocessing
 import pickle
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -51,6 +54,22 @@ def _progress(items: Iterable, total: int, desc: str, show: bool):
     return tqdm(items, total=total, desc=desc, leave=False)
 
 
+@contextmanager
+def _renderers(workers: int) -> Iterator[Callable]:
+    """``run(fn, items, chunksize)`` → fn(item) for every item, in order: in this process when ``workers`` is 1,
+    else in that many spawned processes (each sample draws from its own generator, so the bytes are the same)."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if workers == 1:
+        yield lambda fn, items, chunksize: map(fn, items)
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield lambda fn, items, chunksize: pool.map(fn, items, chunksize=chunksize)
+    finally:
+        pool.shutdown()
+
+
 def _check_args(out, **counts) -> Path:
     for name, value in counts.items():
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
@@ -82,8 +101,43 @@ def _write_meta(out: Path, meta: dict) -> None:
     (out / "meta.json").write_text(json.dumps(meta, indent=None, separators=(",", ":")) + "\n")
 
 
+def _wider_image(out: Path, seed: int, split: str, image_size: int, i: int) -> tuple[str, str, list[str], list[dict], list]:
+    """Render scene ``i`` of ``split`` and write its image → (event, name, label lines, meta entries, faces).
+
+    The faces keep what the val ``.mat`` files need (boxes and labels), not every projected vertex."""
+    rng = np.random.default_rng([seed, _SPLITS[split], i])
+    aspect = float(rng.choice([0.625, 0.75, 1.0, 1.25], p=[0.3, 0.4, 0.2, 0.1]))
+    img, faces = render_scene(rng, image_size, int(round(image_size * aspect)))
+    event = next(name for limit, name in EVENTS if len(faces) <= limit)
+    name = f"{event.split('--')[0]}_{event.split('--')[1]}_synth_{split}_{i:06d}"
+    rel = f"{event}/{name}.jpg"
+    _imwrite(out / f"WIDER_{split}" / "images" / rel, img, int(rng.integers(70, 96)))
+    lines = [f"# {rel}"]
+    face_meta = []
+    for f in faces:
+        x1, y1, x2, y2 = f.render.box
+        w, h = x2 - x1, y2 - y1
+        vals = [x1, y1, w, h]
+        if h >= 10 and not f.invalid:
+            five = f.render.landmarks98[[96, 97, 54, 76, 82]]
+            vis = f.render.visible98[[96, 97, 54, 76, 82]]
+            for (px, py), v in zip(five, vis):
+                vals += [px, py, 0.0 if v else 1.0]
+        else:
+            vals += [-1.0] * 15
+        vals.append([0.9, 0.6, 0.3][f.blur])
+        lines.append(" ".join(f"{v:.2f}" for v in vals))
+        face_meta.append({"pose": [round(a, 2) for a in f.pose], "expression": f.expression.to_json(),
+                          "identity": f.identity.to_json(), "blur": f.blur, "occlusion": f.occlusion,
+                          "occluded_fraction": round(f.occluded_fraction, 3), "illumination": f.illumination,
+                          "invalid": f.invalid, "atypical_pose": f.atypical_pose,
+                          "exaggerated_expression": f.exaggerated, **difficulty(f, image_size / 1024.0)})
+    slim = [replace(f, render=replace(f.render, points=f.render.points[:0], depth=f.render.depth[:0])) for f in faces]
+    return event, name, lines, face_meta, slim
+
+
 def export_widerface(out, *, n_train: int, n_val: int, image_size: int = 640, seed: int = 0,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, workers: int = 1) -> dict:
     """Write a WIDER-FACE-formatted SynthFace detection set under ``out`` and return its summary.
 
     Layout: ``WIDER_{train,val}/images/<event>/<name>.jpg``; ``{train,val}/label.txt`` (RetinaFace: a line
@@ -91,53 +145,31 @@ def export_widerface(out, *, n_train: int, n_val: int, image_size: int = 640, se
     1 hidden, all −1 for faces under 10 px or invalid; ``blur`` is a quality score 0.9/0.6/0.3 for the blur
     labels 0/1/2 like the RetinaFace release's last column); ``wider_face_split/wider_face_val.mat`` and
     ``wider_{easy,medium,hard}_val.mat`` with the official variables. Images are ``image_size`` wide.
+    ``workers`` > 1 renders scenes in that many spawned processes (as in :func:`export_wflw`); the files
+    are the same byte for byte.
     """
-    out = _check_args(out, n_train=n_train, n_val=n_val, image_size=image_size, seed=seed)
+    out = _check_args(out, n_train=n_train, n_val=n_val, image_size=image_size, seed=seed, workers=workers)
     if image_size < 32:
         raise ValueError(f"image_size must be at least 32 pixels, got {image_size}")
     scale = image_size / 1024.0
     meta = {"generator": GENERATOR_VERSION, "kind": "widerface", "seed": int(seed), "image_size": int(image_size),
             "counts": {}, "settings": {k: list(v) for k, v in SETTINGS.items()}, "images": {}}
-    for split, n in (("train", n_train), ("val", n_val)):
-        lines: list[str] = []
-        records: dict[str, list] = {name: [] for _, name in EVENTS}
-        n_faces = 0
-        for i in _progress(range(n), n, f"widerface {split}", progress):
-            rng = np.random.default_rng([seed, _SPLITS[split], i])
-            aspect = float(rng.choice([0.625, 0.75, 1.0, 1.25], p=[0.3, 0.4, 0.2, 0.1]))
-            img, faces = render_scene(rng, image_size, int(round(image_size * aspect)))
-            event = next(name for limit, name in EVENTS if len(faces) <= limit)
-            name = f"{event.split('--')[0]}_{event.split('--')[1]}_synth_{split}_{i:06d}"
-            rel = f"{event}/{name}.jpg"
-            _imwrite(out / f"WIDER_{split}" / "images" / rel, img, int(rng.integers(70, 96)))
-            lines.append(f"# {rel}")
-            face_meta = []
-            for f in faces:
-                x1, y1, x2, y2 = f.render.box
-                w, h = x2 - x1, y2 - y1
-                vals = [x1, y1, w, h]
-                if h >= 10 and not f.invalid:
-                    five = f.render.landmarks98[[96, 97, 54, 76, 82]]
-                    vis = f.render.visible98[[96, 97, 54, 76, 82]]
-                    for (px, py), v in zip(five, vis):
-                        vals += [px, py, 0.0 if v else 1.0]
-                else:
-                    vals += [-1.0] * 15
-                vals.append([0.9, 0.6, 0.3][f.blur])
-                lines.append(" ".join(f"{v:.2f}" for v in vals))
-                face_meta.append({"pose": [round(a, 2) for a in f.pose], "expression": f.expression.to_json(),
-                                  "identity": f.identity.to_json(), "blur": f.blur, "occlusion": f.occlusion,
-                                  "occluded_fraction": round(f.occluded_fraction, 3), "illumination": f.illumination,
-                                  "invalid": f.invalid, "atypical_pose": f.atypical_pose,
-                                  "exaggerated_expression": f.exaggerated, **difficulty(f, scale)})
-            n_faces += len(faces)
-            records[event].append((name, faces))
-            meta["images"][f"{split}/{rel}"] = face_meta
-        (out / split).mkdir(parents=True, exist_ok=True)
-        (out / split / "label.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-        meta["counts"][split] = {"images": n, "faces": n_faces}
-        if split == "val":
-            write_val_mats(out / "wider_face_split", records, scale, GENERATOR_VERSION)
+    with _renderers(workers) as run:
+        for split, n in (("train", n_train), ("val", n_val)):
+            lines: list[str] = []
+            records: dict[str, list] = {name: [] for _, name in EVENTS}
+            n_faces = 0
+            scenes = run(partial(_wider_image, out, int(seed), split, int(image_size)), range(n), 4)
+            for event, name, face_lines, face_meta, faces in _progress(scenes, n, f"widerface {split}", progress):
+                lines += face_lines
+                n_faces += len(faces)
+                records[event].append((name, faces))
+                meta["images"][f"{split}/{event}/{name}.jpg"] = face_meta
+            (out / split).mkdir(parents=True, exist_ok=True)
+            (out / split / "label.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+            meta["counts"][split] = {"images": n, "faces": n_faces}
+            if split == "val":
+                write_val_mats(out / "wider_face_split", records, scale, GENERATOR_VERSION)
     _write_meta(out, meta)
     return {"out": str(out), **meta["counts"]}
 
@@ -171,32 +203,20 @@ def export_wflw(out, *, n_train: int, n_test: int, seed: int = 0, progress: bool
     ``python -c``, not from code piped into ``python -``); the files are the same byte for byte.
     """
     out = _check_args(out, n_train=n_train, n_test=n_test, seed=seed, workers=workers)
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
     ann = out / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
-    ann.mkdir(parents=True, exist_ok=True)
     meta = {"generator": GENERATOR_VERSION, "kind": "wflw", "seed": int(seed), "counts": {}, "images": {},
             "attributes": ["pose", "expression", "illumination", "make-up", "occlusion", "blur"],
             "angles": "yaw > 0 turns the face to the image's right; pitch > 0 lifts the chin; roll > 0 clockwise"}
-    pool = None
-    if workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    try:
+    with _renderers(workers) as run:
+        ann.mkdir(parents=True, exist_ok=True)
         for split, n in (("train", n_train), ("test", n_test)):
-            render = partial(_wflw_face, out, int(seed), split)
-            faces = pool.map(render, range(n), chunksize=16) if pool is not None else map(render, range(n))
+            faces = run(partial(_wflw_face, out, int(seed), split), range(n), 16)
             lines = []
             for line, rel, entry in _progress(faces, n, f"wflw {split}", progress):
                 lines.append(line)
                 meta["images"][rel] = entry
             (ann / f"list_98pt_rect_attr_{split}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
             meta["counts"][split] = n
-    finally:
-        if pool is not None:
-            pool.shutdown()
     _write_meta(out, meta)
     return {"out": str(out), **meta["counts"]}
 
@@ -217,8 +237,17 @@ def _identities(rng: np.random.Generator, n: int) -> tuple[list, list[int]]:
     return people, family
 
 
+def _identity_crop(out: Path, seed: int, split: str, image_size: int, job: tuple) -> tuple[dict, bytes]:
+    """Render photo k of identity p (``job`` = (p, k, identity)) and write it → (parameters, JPEG bytes)."""
+    p, k, identity = job
+    name = f"{'id' if split == 'train' else 'test'}{p:05d}"
+    rng = np.random.default_rng([seed, _SPLITS[split], p, k])
+    crop, params = render_identity_crop(rng, identity, image_size)
+    return params, _imwrite(out / split / name / f"{k + 1}.jpg", crop, int(rng.integers(80, 96)))
+
+
 def export_identities(out, *, n_identities: int, images_per_identity: int, n_test_identities: int,
-                      image_size: int = 112, seed: int = 0, progress: bool = True) -> dict:
+                      image_size: int = 112, seed: int = 0, progress: bool = True, workers: int = 1) -> dict:
     """Write a SynthFace identity set under ``out`` and return its summary.
 
     ``train/<identity>/<k>.jpg`` and ``test/<identity>/<k>.jpg`` (k = 1 … images_per_identity, aligned to
@@ -226,10 +255,11 @@ def export_identities(out, *, n_identities: int, images_per_identity: int, n_tes
     ``10<TAB>P``, then per fold P matched lines ``name<TAB>k1<TAB>k2`` and P mismatched lines
     ``name1<TAB>k1<TAB>name2<TAB>k2``; test identities are split into 10 disjoint folds; one mismatched pair
     in ten is drawn from one family, the others at random as in LFW), and ``synthface.bin`` (pickled ``(list of JPEG bytes, list of bool)``, the
-    pairs in ``pairs.txt`` order).
+    pairs in ``pairs.txt`` order). ``workers`` > 1 renders photos in that many spawned processes (as in
+    :func:`export_wflw`); the files are the same byte for byte.
     """
     out = _check_args(out, n_identities=n_identities, images_per_identity=images_per_identity,
-                      n_test_identities=n_test_identities, image_size=image_size, seed=seed)
+                      n_test_identities=n_test_identities, image_size=image_size, seed=seed, workers=workers)
     if image_size < 16:
         raise ValueError(f"image_size must be at least 16 pixels, got {image_size}")
     if n_test_identities and (n_test_identities < 20 or images_per_identity < 2):
@@ -239,21 +269,21 @@ def export_identities(out, *, n_identities: int, images_per_identity: int, n_tes
                        "images_per_identity": images_per_identity}, "identities": {}, "images": {}}
     jpeg: dict[tuple[str, int], bytes] = {}
     families: dict[str, int] = {}
-    for split, n in (("train", n_identities), ("test", n_test_identities)):
-        people, family = _identities(np.random.default_rng([seed, _SPLITS[split], 10 ** 6]), n)
-        total = n * images_per_identity
-        for j in _progress(range(total), total, f"identities {split}", progress):
-            p, k = divmod(j, images_per_identity)
-            name = f"{'id' if split == 'train' else 'test'}{p:05d}"
-            rng = np.random.default_rng([seed, _SPLITS[split], p, k])
-            crop, params = render_identity_crop(rng, people[p], image_size)
-            data = _imwrite(out / split / name / f"{k + 1}.jpg", crop, int(rng.integers(80, 96)))
-            meta["images"][f"{split}/{name}/{k + 1}.jpg"] = params
-            if k == 0:
-                meta["identities"][f"{split}/{name}"] = {"family": f"{split}-{family[p]}", **people[p].to_json()}
-            if split == "test":
-                jpeg[name, k + 1] = data
-                families[name] = family[p]
+    with _renderers(workers) as run:
+        for split, n in (("train", n_identities), ("test", n_test_identities)):
+            people, family = _identities(np.random.default_rng([seed, _SPLITS[split], 10 ** 6]), n)
+            total = n * images_per_identity
+            jobs = ((p, k, people[p]) for p in range(n) for k in range(images_per_identity))
+            crops = run(partial(_identity_crop, out, int(seed), split, int(image_size)), jobs, 64)
+            for j, (params, data) in enumerate(_progress(crops, total, f"identities {split}", progress)):
+                p, k = divmod(j, images_per_identity)
+                name = f"{'id' if split == 'train' else 'test'}{p:05d}"
+                meta["images"][f"{split}/{name}/{k + 1}.jpg"] = params
+                if k == 0:
+                    meta["identities"][f"{split}/{name}"] = {"family": f"{split}-{family[p]}", **people[p].to_json()}
+                if split == "test":
+                    jpeg[name, k + 1] = data
+                    families[name] = family[p]
     if n_test_identities:
         pairs, issame = make_pairs(np.random.default_rng([seed, 99]), n_test_identities, images_per_identity, families)
         write_pairs(out / "pairs.txt", pairs)
