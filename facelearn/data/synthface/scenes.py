@@ -188,12 +188,13 @@ def finish(img: np.ndarray, rng: np.random.Generator, noise: float = 4.0, gain: 
     seed = int(rng.integers(2 ** 31 - 1))
     if sigma < 0.3 and abs(gain - 1) < 1e-3:
         return img
-    out = img.astype(np.float32)
     if sigma >= 0.3:
         n = np.empty(img.shape[:2], np.float32)
         cv2.setRNGSeed(seed)
         cv2.randn(n, 0.0, sigma)
-        out += n[..., None]
+        out = np.add(img, n[..., None], dtype=np.float32)  # the image in float32 plus the noise, in one pass
+    else:
+        out = img.astype(np.float32)
     return cv2.convertScaleAbs(out, alpha=gain) if abs(gain - 1) >= 1e-3 else np.clip(out, 0, 255).astype(np.uint8)
 
 
