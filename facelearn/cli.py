@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         if group not in groups:
             sub = top.add_parser(group, help=GROUPS[group], description=GROUPS[group], formatter_class=_Formatter)
             groups[group] = sub.add_subparsers(dest=f"{group}_command", metavar="WHAT")
+            if group == "train":
+                sub.add_argument("--nproc", type=int, metavar="N", help="train on N processes of this machine "
+                                 "(runs torchrun --standalone --nproc_per_node N); or start under torchrun yourself")
             groups[group].required = True
         importlib.import_module(module).register(groups[group])
     return parser
@@ -112,8 +115,30 @@ def subparser(subparsers: argparse._SubParsersAction, name: str, help: str, exam
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``facelearn`` command; exits non-zero with a one-line reason on bad input."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] != ["train"]:
+        return _run(build_parser().parse_args(argv))
+    from facelearn.engine import distributed  # training: on one process, or on several under torchrun
+
+    try:
+        nproc, argv = distributed.strip_nproc(argv)
+    except ValueError as err:
+        print(f"facelearn train: error: {err}", file=sys.stderr)
+        return 2
+    if nproc is not None and nproc > 1 and not distributed.launched():
+        return distributed.launch(nproc, argv)
+    args = build_parser().parse_args(argv)
+    try:
+        distributed.setup()
+        return _run(args)
+    except distributed.RankFailure as err:
+        print(f"facelearn train: error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        distributed.cleanup()
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except (DataError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError) as err:

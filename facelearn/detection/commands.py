@@ -15,20 +15,25 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 def _cmd_train(args: argparse.Namespace) -> int:
     from facelearn import runtime
     from facelearn.detection.training import evaluate_model, export_weights, synthface_root, train, train_config
+    from facelearn.engine import distributed
 
     changes = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                                  "image_size": args.image_size}.items() if v is not None}
     cfg = train_config(args.preset, **changes)
-    root = Path(args.data) if args.data else synthface_root(cfg, seed=args.seed)
+    checkpoint = Path(args.checkpoint or runtime.cache_dir() / f"retinaface_{cfg.name}.pt")
+    with distributed.main_first():  # under torchrun: rank 0 exports the data set, the others then read it
+        root = Path(args.data) if args.data else synthface_root(cfg, seed=args.seed, progress=distributed.is_main())
+        if args.fresh and checkpoint.exists() and distributed.is_main():
+            checkpoint.unlink()
     if not (root / "train" / "label.txt").is_file():
         raise FileNotFoundError(f"{root / 'train' / 'label.txt'}: no training labels (expected a WIDER FACE "
                                 "folder with train/label.txt and WIDER_train/images)")
-    checkpoint = Path(args.checkpoint or runtime.cache_dir() / f"retinaface_{cfg.name}.pt")
-    if args.fresh and checkpoint.exists():
-        checkpoint.unlink()
     dev = runtime.device(args.device)
-    print(f"training {cfg.model} with recipe {cfg.name} on {root} ({dev}); checkpoint {checkpoint}")
-    model, history = train(cfg, root, checkpoint=checkpoint, device=dev, seed=args.seed)
+    if distributed.is_main():
+        print(f"training {cfg.model} with recipe {cfg.name} on {root} ({dev}); checkpoint {checkpoint}")
+    model, history = train(cfg, root, checkpoint=checkpoint, device=dev, seed=args.seed, progress=distributed.is_main())
+    if not distributed.is_main():  # rank 0 alone evaluates and writes the model
+        return 0
     if history:
         last = history[-1]
         print("epoch {epoch}: loss {loss:.4f} (cls {cls:.4f}, box {box:.4f}, landmarks {landmarks:.4f})".format(**last))

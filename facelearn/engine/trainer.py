@@ -2,9 +2,15 @@
 
 A :class:`Trainer` owns a model, an optimiser and a loss function ``loss_fn(model, batch) -> (loss, logs)``.
 It moves batches to the model's device, runs the forward pass under autocast where the device supports
-mixed precision, scales fp16 gradients, averages gradients across ``torchrun`` processes, writes an
-atomic checkpoint after each epoch and resumes from it exactly: the data order of epoch *e* depends only
-on the seed and *e*, and the random generators are saved with the weights.
+mixed precision, scales fp16 gradients, writes an atomic checkpoint after each epoch and resumes from it
+exactly: the data order of epoch *e* depends only on the seed and *e*, and the random generators are saved
+with the weights.
+
+Under ``torchrun`` (chapter "Millions of identities") the same code trains one model on several processes:
+the model is wrapped in torch's ``DistributedDataParallel`` (gradients averaged by a bucketed all-reduce
+that overlaps the backward pass), :func:`make_loader` gives each process its share of every epoch, and
+rank 0 alone writes checkpoints, logs and progress bars. A checkpoint holds the unwrapped model's weights,
+so it resumes on any number of processes.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, WeightedRandomSampler
 
 from facelearn import runtime
+from facelearn.engine import distributed
 from facelearn.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 LossFn = Callable[[nn.Module, Any], "tuple[torch.Tensor, dict[str, float]]"]
@@ -49,14 +57,16 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = True, seed
                 drop_last: bool = False, collate_fn: Callable | None = None,
                 weights: torch.Tensor | None = None) -> DataLoader:
     """A ``DataLoader`` whose order is reproducible: seeded generator, seeded workers, and a
-    ``DistributedSampler`` when running under ``torchrun``. :class:`Trainer` reseeds it every epoch.
+    ``DistributedSampler`` when running under ``torchrun`` (each of the W processes reads its own 1/W of
+    every epoch; ``batch_size`` is per process, the global batch W × ``batch_size``). :class:`Trainer`
+    reseeds it every epoch.
 
     ``weights`` (len(dataset),): draw each epoch's len(dataset) items with replacement, item i with
     probability weights[i] / Σ weights (one process only).
     """
     sampler = None
     generator = torch.Generator().manual_seed(seed)
-    if dist.is_available() and dist.is_initialized():
+    if distributed.setup():
         if weights is not None:
             raise ValueError("weighted sampling is not supported under torchrun; train on one process")
         sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
@@ -72,12 +82,24 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = True, seed
                       persistent_workers=False)
 
 
-def _world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+class _Objective(nn.Module):
+    """``loss_fn(model, batch)`` as a module's forward, so that ``DistributedDataParallel`` can wrap it."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn) -> None:
+        super().__init__()
+        self.model = model
+        self._loss_fn = (loss_fn,)  # a tuple: a loss that is a module stays outside the wrapped parameters
+
+    def forward(self, batch: Any) -> "tuple[torch.Tensor, dict[str, float]]":
+        return self._loss_fn[0](self.model, batch)
 
 
-def _is_main() -> bool:
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+def _batch_size(loader: Any) -> int | None:
+    size = getattr(loader, "batch_size", None)
+    if size is None and getattr(loader, "batch_sampler", None) is not None:
+        sampler = loader.batch_sampler
+        size = getattr(sampler, "batch_size", None) or (sampler.p * sampler.k if hasattr(sampler, "p") else None)
+    return size
 
 
 class Trainer:
@@ -93,13 +115,25 @@ class Trainer:
         checkpoint: file to save after each epoch and to resume from when it exists.
         seed: seeds the per-epoch data order (``seed``, epoch) of loaders made by :func:`make_loader`.
         callbacks: ``f(trainer, logs)`` called after every iteration (e.g. a margin's annealing schedule).
+        sync_batchnorm: under ``torchrun``, batch-norm statistics over the global batch (``SyncBatchNorm``,
+            GPUs only) instead of each process's own batch.
+        find_unused_parameters: tell ``DistributedDataParallel`` that some parameters may get no gradient.
+
+    Under ``torchrun`` the process group is joined here (:func:`facelearn.engine.distributed.setup`) and
+    ``self.model`` stays the plain model; the wrapped one is used for the forward and backward passes only.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, *,
                  device: torch.device | str | None = None, scheduler: Any = None, amp: bool = True,
                  grad_clip: float | None = None, checkpoint: str | os.PathLike | None = None, seed: int = 0,
-                 callbacks: Iterable[Callable[["Trainer", dict], None]] = ()) -> None:
+                 callbacks: Iterable[Callable[["Trainer", dict], None]] = (), sync_batchnorm: bool = False,
+                 find_unused_parameters: bool = False) -> None:
+        self.world_size = distributed.world_size() if distributed.setup() else 1
         self.device = torch.device(device) if device is not None else runtime.device()
+        if self.device.type == "cuda" and self.device.index is None and self.world_size > 1:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        if sync_batchnorm and self.world_size > 1:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(self.device)
         self.optimizer = optimizer
         self.scheduler = scheduler
@@ -115,6 +149,13 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         if self.checkpoint is not None and self.checkpoint.exists():
             self.load_state_dict(load_checkpoint(self.checkpoint, map_location=self.device))
+        self._forward: nn.Module = _Objective(self.model, loss_fn)
+        if self.world_size > 1:  # wrapping broadcasts rank 0's weights, so every process starts equal
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(  # each process's own shard
+                self._forward, [f"model.{name}" for name, _, _ in self._sharded()])
+            self._forward = DistributedDataParallel(self._forward, device_ids=ids,
+                                                    find_unused_parameters=find_unused_parameters)
 
     # -- one iteration -------------------------------------------------------------------------------------
     def train_step(self, batch: Any) -> dict[str, float]:
@@ -122,19 +163,14 @@ class Trainer:
         self.model.train()
         batch = to_device(batch, self.device)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            loss, logs = self.loss_fn(self.model, batch)
+            loss, logs = self._forward(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at iteration {self.step}; lower the learning rate")
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if _world_size() > 1:
-            for p in self.model.parameters():
-                if p.grad is not None:
-                    dist.all_reduce(p.grad)
-                    p.grad /= _world_size()
+        self.scaler.scale(loss).backward()  # under DDP: gradients averaged over the processes here
         if self.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            self._clip_gradients(self.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.scheduler is not None:
@@ -145,6 +181,21 @@ class Trainer:
             callback(self, logs)
         return logs
 
+    def _clip_gradients(self, max_norm: float) -> None:
+        """Scale every gradient by min(1, max_norm / (‖g‖ + 10⁻⁶)), ‖g‖ the global norm; a sharded
+        parameter's part of ‖g‖² is summed over the processes, so every process scales by the same factor."""
+        shards = {id(p) for _, _, p in self._sharded()} if self.world_size > 1 else set()
+        if not shards:
+            nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+            return
+        grads = [(p.grad, id(p) in shards) for p in self.model.parameters() if p.grad is not None]
+        mine = torch.stack([g.float().pow(2).sum() for g, sharded in grads if sharded]).sum()
+        dist.all_reduce(mine)
+        total = (mine + sum(g.float().pow(2).sum() for g, sharded in grads if not sharded)).sqrt()
+        factor = (max_norm / (total + 1e-6)).clamp(max=1.0)
+        for g, _ in grads:
+            g.mul_(factor.to(g.dtype))
+
     # -- epochs --------------------------------------------------------------------------------------------
     def fit(self, loader: DataLoader, epochs: int, *, progress: bool = True) -> list[dict[str, float]]:
         """Train until ``epochs`` epochs are complete (counting those restored from the checkpoint).
@@ -154,43 +205,110 @@ class Trainer:
         from tqdm.auto import tqdm
 
         remaining = max(0, epochs - self.epoch)
-        bar = tqdm(total=remaining * len(loader), desc="training", disable=not (progress and _is_main() and remaining))
+        main = distributed.is_main()
+        if self.world_size > 1 and main and remaining:
+            print(self.scale_line(loader), flush=True)
+        bar = tqdm(total=remaining * len(loader), desc="training", disable=not (progress and main and remaining))
         while self.epoch < epochs:
             self._reseed(loader, self.epoch)
             sums: dict[str, float] = defaultdict(float)
             count = 0
             start = time.perf_counter()
             bar.set_description(f"epoch {self.epoch + 1}/{epochs}")
-            for batch in loader:
-                logs = self.train_step(batch)
-                for k, v in logs.items():
-                    sums[k] += v
-                count += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
-            self.epoch += 1
-            record = {k: v / max(count, 1) for k, v in sums.items()}
-            record.update(epoch=self.epoch, seconds=time.perf_counter() - start)
-            self.history.append(record)
-            if self.checkpoint is not None and _is_main():
-                self.save(self.checkpoint)
-                with open(self.checkpoint.with_suffix(".log.jsonl"), "a") as log:
-                    log.write(json.dumps(record) + "\n")
+            try:
+                for batch in loader:
+                    logs = self.train_step(batch)
+                    for k, v in logs.items():
+                        sums[k] += v
+                    count += 1
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
+                record = self._mean_over_processes(sums, count)
+                self.epoch += 1
+                record.update(epoch=self.epoch, seconds=time.perf_counter() - start)
+                self.history.append(record)
+                state = self.state_dict() if self.checkpoint is not None and (main or self._sharded()) else None
+                if state is not None and main:
+                    save_checkpoint(state, self.checkpoint)
+                    with open(self.checkpoint.with_suffix(".log.jsonl"), "a") as log:
+                        log.write(json.dumps(self._log_record(record, loader)) + "\n")
+                distributed.barrier()  # no process runs ahead of a checkpoint being written
+            except TrainingStopped:
+                bar.close()  # so that the one-line message starts a line of its own
+                raise
+            except RuntimeError as err:
+                if not distributed.lost_peer(err):
+                    raise
+                bar.close()
+                raise distributed.failure(err, self.step) from err
         bar.close()
         return self.history
 
+    def scale_line(self, loader: DataLoader) -> str:
+        """One line saying how the job is spread: processes, backend, global batch and learning rate."""
+        per = _batch_size(loader)
+        group = self.optimizer.param_groups[0]
+        lr = group.get("initial_lr", group["lr"])
+        batch = f"global batch {self.world_size} × {per} = {self.world_size * per}" if per else "global batch ?"
+        return (f"training on {self.world_size} processes ({dist.get_backend()}, {self.device.type}): {batch}, "
+                f"learning rate {lr:g}, {len(loader)} iterations per epoch")
+
+    def _mean_over_processes(self, sums: dict[str, float], count: int) -> dict[str, float]:
+        """Each logged value's mean over the epoch's iterations of every process."""
+        if self.world_size == 1:
+            return {k: v / max(count, 1) for k, v in sums.items()}
+        keys = sorted(sums)
+        total = torch.tensor([sums[k] for k in keys] + [float(count)], dtype=torch.float64,
+                             device=self.device if dist.get_backend() == "nccl" else "cpu")
+        dist.all_reduce(total)
+        return {k: float(total[i] / max(float(total[-1]), 1.0)) for i, k in enumerate(keys)}
+
+    def _log_record(self, record: dict[str, float], loader: DataLoader) -> dict[str, Any]:
+        if self.world_size == 1:
+            return record
+        per = _batch_size(loader)
+        return {**record, "world_size": self.world_size, "global_batch": per and per * self.world_size}
+
     def _reseed(self, loader: DataLoader, epoch: int) -> None:
-        if isinstance(loader.sampler, DistributedSampler):
-            loader.sampler.set_epoch(epoch)
+        for sampler in (loader.sampler, getattr(loader, "batch_sampler", None)):
+            if hasattr(sampler, "set_epoch"):  # DistributedSampler, PKSampler
+                sampler.set_epoch(epoch)
+        rank = distributed.rank()
         if loader.generator is not None:
-            loader.generator.manual_seed(self.seed * 1_000_003 + epoch)
+            loader.generator.manual_seed(self.seed * 1_000_003 + epoch + 7919 * rank)
+        if self.world_size > 1:  # each process its own augmentation draws, fixed by (seed, epoch, rank)
+            runtime.seed_everything(self.seed * 1_000_003 + epoch * 104_729 + rank)
 
     # -- checkpoints ---------------------------------------------------------------------------------------
+    def _sharded(self) -> list[tuple[str, nn.Module, nn.Parameter]]:
+        """(name, module, parameter) of every parameter split over the processes (modules with ``sharded``,
+        e.g. :class:`facelearn.recognition.partial_fc.PartialFC`)."""
+        return [(f"{prefix}.{name}" if prefix else name, module, p)
+                for prefix, module in self.model.named_modules() if getattr(module, "sharded", False)
+                for name, p in module.named_parameters(recurse=False)]
+
+    def _per_class(self, model: dict, optimizer: dict, convert: str) -> None:
+        """Replace, in state dicts, each sharded parameter and its optimiser state by ``module.gather`` (the
+        whole tensor, for saving) or ``module.shard`` (this process's rows, for loading)."""
+        index = {id(p): i for i, p in enumerate(p for group in self.optimizer.param_groups for p in group["params"])}
+        for name, module, p in self._sharded():
+            fn = getattr(module, convert)
+            model[name] = fn(model[name])
+            i = index.get(id(p))
+            if i is not None and i in optimizer["state"]:
+                optimizer["state"][i] = {k: fn(v) if torch.is_tensor(v) and v.ndim == p.ndim and v.shape[1:] == p.shape[1:]
+                                         else v for k, v in optimizer["state"][i].items()}  # moments, not "step"
+
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume exactly: weights, optimiser, scheduler, scaler, counters, generators."""
+        """Everything needed to resume exactly: weights, optimiser, scheduler, scaler, counters, generators.
+
+        Sharded parameters are stored whole (a collective: every process must call this)."""
+        model, optimizer = self.model.state_dict(), self.optimizer.state_dict()
+        optimizer = {**optimizer, "state": dict(optimizer["state"])}  # never write into the live state
+        self._per_class(model, optimizer, "gather")
         return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": model,
+            "optimizer": optimizer,
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch,
@@ -200,8 +318,12 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        """Restore :meth:`state_dict`, on any number of processes (sharded parameters cut to this one's rows)."""
+        model, optimizer = dict(state["model"]), dict(state["optimizer"])
+        optimizer["state"] = dict(optimizer["state"])
+        self._per_class(model, optimizer, "shard")
+        self.model.load_state_dict(model)
+        self.optimizer.load_state_dict(optimizer)
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
@@ -211,7 +333,7 @@ class Trainer:
         set_rng_state(state["rng"])
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write :meth:`state_dict` atomically to ``path``."""
+        """Write :meth:`state_dict` atomically to ``path`` (with sharded parameters: call it on every process)."""
         return save_checkpoint(self.state_dict(), path)
 
 

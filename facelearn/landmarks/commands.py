@@ -43,6 +43,7 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from facelearn.engine import distributed
     from facelearn.landmarks import recipe as R
 
     rec = R.recipe(args.preset)
@@ -58,11 +59,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if rec.synth_train == 0:
             raise ValueError(f"preset {rec.name!r} trains on real WFLW: give --data DIR (the WFLW folder)")
         # the book's SynthFace export (data seed 0); --seed only changes the training run
-        root = ensure_synthface(default_synthface_root(rec.synth_train, rec.synth_test), rec.synth_train,
-                                rec.synth_test, progress=True)
+        with distributed.main_first():  # under torchrun: rank 0 exports, the others then read it
+            root = ensure_synthface(default_synthface_root(rec.synth_train, rec.synth_test), rec.synth_train,
+                                    rec.synth_test, progress=distributed.is_main())
     out = Path(args.out)
     model, trainer = R.train(rec, root, checkpoint=out.with_suffix(".trainer.pt"), device=args.device,
-                             seed=args.seed, progress=True)
+                             seed=args.seed, progress=distributed.is_main())
+    if not distributed.is_main():  # rank 0 alone evaluates and writes the model
+        return 0
     records, images = R.load_split(root, "test")
     errors, summary = R.evaluate(model["pfld"].eval(), records, images, rec.crops, flip=rec.test_flip)
     meta = root / "meta.json"

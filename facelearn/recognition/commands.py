@@ -49,11 +49,13 @@ def load_training_set(data: str | Path, size: int, progress: bool = True):  # no
 
 def _train(args: argparse.Namespace) -> int:
     from facelearn import runtime
+    from facelearn.engine import distributed
     from facelearn.recognition import training, verification
 
     base = training.RecognitionRecipe.full() if args.preset == "full" else training.RecognitionRecipe.quick()
     changes = {k: v for k, v in {"loss": args.loss, "epochs": args.epochs, "s": args.s, "m": args.m,
-                                 "backbone": args.backbone, "lr": args.lr, "batch_size": args.batch_size}.items()
+                                 "backbone": args.backbone, "lr": args.lr, "batch_size": args.batch_size,
+                                 "sample_rate": args.sample_rate}.items()
                if v is not None}
     if "loss" in changes and args.m is None:
         changes["m"] = training.default_margin(changes["loss"])
@@ -64,13 +66,18 @@ def _train(args: argparse.Namespace) -> int:
     if recipe.loss not in training.LOSSES:
         raise ValueError(f"unknown loss {recipe.loss!r}; known: {', '.join(training.LOSSES)}")
     runtime.seed_everything(args.seed)
-    if args.data is None:  # the chapters' SynthFace identity set, exported on first use, with its pairs
-        dataset, n_classes, val_images, val_same = training.synthface_identities()
-        args.val = args.val or "synthface"
-    else:
-        dataset, n_classes = load_training_set(args.data, recipe.input_size)
-    print(f"training {recipe.backbone} with {recipe.loss} on {len(dataset)} images of {n_classes} identities")
-    backbone, _, history = training.train(recipe, dataset, n_classes, device=args.device, seed=args.seed)
+    with distributed.main_first():  # under torchrun: rank 0 exports the data set, the others then read it
+        if args.data is None:  # the chapters' SynthFace identity set, exported on first use, with its pairs
+            dataset, n_classes, val_images, val_same = training.synthface_identities(progress=distributed.is_main())
+            args.val = args.val or "synthface"
+        else:
+            dataset, n_classes = load_training_set(args.data, recipe.input_size, progress=distributed.is_main())
+    if distributed.is_main():
+        print(f"training {recipe.backbone} with {recipe.loss} on {len(dataset)} images of {n_classes} identities")
+    backbone, _, history = training.train(recipe, dataset, n_classes, device=args.device, seed=args.seed,
+                                          progress=distributed.is_main())
+    if not distributed.is_main():  # rank 0 alone evaluates and writes the model
+        return 0
     extra = {"final_loss": history[-1]["loss"] if history else float("nan")}
     if args.data is None:
         extra["pairs_sha256"] = training.synthface_pairs_sha256()
@@ -145,6 +152,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--lr", type=float)
         p.add_argument("--s", type=float, help="scale s of the normalised heads")
         p.add_argument("--m", type=float, help="margin (ArcFace m, CosFace m, SphereFace integer m)")
+        p.add_argument("--sample-rate", type=float, help="Partial FC: class centres split over the processes, "
+                       "this share of them sampled each step (arcface, cosface, combined)")
         p.add_argument("--val", help="pairs file or .bin to evaluate on after training")
         p.add_argument("--val-root", help="image root of a pairs file (default: its folder)")
         p.add_argument("--device", help="cpu, cuda, mps (default: the best available)")

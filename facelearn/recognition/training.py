@@ -18,10 +18,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
-from facelearn.engine import Trainer, cosine_schedule, load_checkpoint, make_loader, save_checkpoint
+from facelearn.engine import Trainer, cosine_schedule, distributed, load_checkpoint, make_loader, save_checkpoint
 from facelearn.models import preset
 from facelearn.recognition import beyond, margins, metric
 from facelearn.recognition.normalisation import NormFaceHead, SoftmaxHead
+from facelearn.recognition.partial_fc import PartialFC
 
 #: MS1MV2 (``faces_emore``), the `full` recipe's training set: identities and images.
 MS1MV2_SIZE = (85742, 5822653)
@@ -52,6 +53,7 @@ class RecognitionRecipe:
     flip: bool = True  # random horizontal flips of half of each batch
     center_lambda: float = 0.003  # λ of the center loss (Wen et al.: 0.003 on CASIA-WebFace)
     schedule: tuple[float, float, float, float] | None = None  # L-Softmax/SphereFace λ (base, γ, power, λ_min)
+    sample_rate: float | None = None  # Partial FC's share of sampled centres (arcface, cosface, combined); None: plain head
 
     @classmethod
     def quick(cls, **changes: Any) -> "RecognitionRecipe":
@@ -99,25 +101,35 @@ def make_head(loss: str, in_features: int, n_classes: int, s: float = 64.0, m: f
 
 class PKSampler(Sampler[list[int]]):
     """Batches of P identities × K images each (FaceNet sec. 3.2, Hermans et al. 2017), so every batch holds
-    positives for the triplet loss. labels: (N,) ints; yields lists of indices, one list per batch."""
+    positives for the triplet loss. labels: (N,) ints; yields lists of indices, one list per batch.
+
+    Under ``torchrun`` each iteration draws W × P identities and process r takes the r-th P of them, so the
+    W processes together see one batch of W·P identities (an epoch has N / (W·P·K) iterations).
+    """
 
     def __init__(self, labels: torch.Tensor, p: int, k: int, seed: int = 0) -> None:
         self.labels, self.p, self.k, self.seed, self.epoch = torch.as_tensor(labels), p, k, seed, 0
         self.groups = [torch.nonzero(self.labels == c).squeeze(1) for c in torch.unique(self.labels)]
         self.groups = [g for g in self.groups if len(g) >= 2]
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the batches of ``epoch`` next (the trainer calls this, so resuming repeats the same batches)."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
-        return max(1, len(self.labels) // (self.p * self.k))
+        return max(1, len(self.labels) // (self.p * self.k * self.world))
 
     def __iter__(self):  # noqa: ANN204
         g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
         self.epoch += 1
         for _ in range(len(self)):
-            ids = torch.randperm(len(self.groups), generator=g)[: self.p]
+            ids = torch.randperm(len(self.groups), generator=g)[: self.p * self.world]
             batch = []
-            for i in ids.tolist():
+            for j, i in enumerate(ids.tolist()):  # every process draws every image: the generators stay equal
                 grp = self.groups[i]
-                batch += grp[torch.randperm(len(grp), generator=g)[: self.k]].tolist()
+                images = grp[torch.randperm(len(grp), generator=g)[: self.k]].tolist()
+                batch += images if j // self.p == self.rank else []
             yield batch
 
 
@@ -148,7 +160,9 @@ def train(recipe: RecognitionRecipe, dataset: Dataset, n_classes: int, *, device
     backbone = spec.build()
     dim = backbone(torch.zeros(2, *spec.input_size)).shape[1]
     modules = {"backbone": backbone}
-    if recipe.loss != "triplet":
+    if recipe.sample_rate is not None:
+        modules["head"] = PartialFC(dim, n_classes, recipe.loss, recipe.s, recipe.m, recipe.sample_rate)
+    elif recipe.loss != "triplet":
         modules["head"] = make_head(recipe.loss, dim, n_classes, recipe.s, recipe.m, recipe.center_lambda,
                                     recipe.schedule)
     model = nn.ModuleDict(modules)

@@ -14,6 +14,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from facelearn import runtime
     from facelearn.detection.mesh.decoder import (decoder_config, pretrain_autoencoder, reconstruction_error,
                                                   save_decoder, synthface_meshes)
+    from facelearn.engine import distributed
 
     changes = {k: v for k, v in {"epochs": args.epochs, "n_train": args.n_train}.items() if v is not None}
     for k, v in changes.items():
@@ -26,7 +27,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     dev = runtime.device(args.device)
     print(f"pre-training the mesh auto-encoder, preset {cfg.name}: {cfg.n_train} SynthFace meshes, "
           f"{cfg.epochs} epochs ({dev})")
-    encoder, decoder, history = pretrain_autoencoder(cfg, seed=args.seed, device=dev, progress=not args.quiet)
+    encoder, decoder, history = pretrain_autoencoder(cfg, seed=args.seed, device=dev,
+                                                     progress=not args.quiet and distributed.is_main())
+    if not distributed.is_main():  # rank 0 alone evaluates and writes the model
+        return 0
     error = reconstruction_error(encoder, decoder, synthface_meshes(cfg.n_test, seed=args.seed + 1000))
     metrics = {k: round(v, 5) for k, v in error.items()}
     metrics.update(epochs=cfg.epochs, seed=args.seed, n_train=cfg.n_train, n_test=cfg.n_test)
