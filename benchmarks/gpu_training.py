@@ -64,7 +64,7 @@ def retinaface_cases(root: Path, n_batches: int) -> list[Case]:
             export_widerface(data, n_train=cfg.batch_size * n_batches, n_val=1, image_size=640, progress=False)
         dataset = WiderFaceDetection(data, "train", train=True, augment=DetectionAugment(size=cfg.image_size))
         loader = make_loader(dataset, cfg.batch_size, shuffle=True, collate_fn=collate, drop_last=True)
-        cases.append(Case(f"retinaface {cfg.model} {cfg.image_size}px", build(cfg.model, pretrained=False),
+        cases.append(Case(f"{cfg.model} {cfg.image_size}px", build(cfg.model, pretrained=False),
                           lambda m, cfg=cfg: build_optimizer(m, cfg), make_loss_fn(cfg.loss), list(loader),
                           cfg.batch_size, cfg.epochs, SIZES["full"].widerface[0], 10.0, loader))
     return cases

@@ -38,7 +38,7 @@ def test_dense_off_by_default_and_presets_unchanged():
     assert "dense" not in model.heads and count_parameters(model) == 426_608
     assert LossConfig().dense_weight == 0.0
     assert train_config("quick").loss.dense_weight == 0.0 and train_config("quick-dense").loss.dense_weight == 0.01
-    dense = retinaface.build("mobilenet0.25-common-dense")
+    dense = retinaface.build("retinaface-mobilenet0.25-dense")
     assert count_parameters(dense) == 426_608 + 3 * (64 * 2 * DENSE_VALUES + 2 * DENSE_VALUES)
     out = dense(torch.rand(1, 3, 64, 64))
     assert out["dense"].shape == (1, out["cls"].shape[1], DENSE_VALUES) and out["dense"].abs().max() == 0
@@ -58,7 +58,7 @@ def test_default_loss_ignores_images_bit_for_bit():
 
 def test_pixel_loss_is_finite_and_trains_the_head_not_the_decoder(branch):
     torch.manual_seed(0)
-    model = retinaface.build("mobilenet0.25-common-dense")
+    model = retinaface.build("retinaface-mobilenet0.25-dense")
     images, boxes, landmarks, has = _scene_batch()
     crit = MultiTaskLoss(LossConfig(dense_weight=0.01), dense_branch=branch)
     loss, logs = crit(model(images), model.anchors(images.shape[-2:]), boxes, landmarks, has, images=images)
@@ -72,7 +72,7 @@ def test_pixel_loss_is_finite_and_trains_the_head_not_the_decoder(branch):
 
 
 def test_pixel_loss_under_autocast(branch):
-    model = retinaface.build("mobilenet0.25-common-dense")
+    model = retinaface.build("retinaface-mobilenet0.25-dense")
     images, boxes, landmarks, has = _scene_batch(1)
     crit = MultiTaskLoss(LossConfig(dense_weight=0.01), dense_branch=branch)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -105,7 +105,7 @@ def test_make_loss_fn_passes_images_to_the_branch(branch, monkeypatch):
     monkeypatch.setattr(loss_module.MultiTaskLoss, "__call__", spy)
     from facelearn.data.transforms import BGR_MEAN
 
-    model = retinaface.build("mobilenet0.25-common")
+    model = retinaface.build("retinaface-mobilenet0.25")
     bgr = torch.rand(1, 3, 64, 64) * 255 - torch.tensor(BGR_MEAN).view(1, 3, 1, 1)
     target = {"boxes": torch.tensor([[0.2, 0.2, 0.6, 0.7]]), "landmarks": torch.zeros(1, 5, 2),
               "landmark_mask": torch.tensor([False])}

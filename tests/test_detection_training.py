@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import facelearn
 from facelearn.data.transforms import to_tensor
 from facelearn.detection import retinaface
 from facelearn.detection.training import (SHIPPED, dataset_batch_to_model, evaluate_model, export_weights,
@@ -53,15 +54,16 @@ def test_batch_conversion_to_model_convention():
 
 
 def test_export_and_load_round_trip(tmp_path):
-    model = retinaface.build("mobilenet0.25-common")
-    path = export_weights(model, tmp_path / "w.pt", preset="mobilenet0.25-common", recipe="quick",
+    model = retinaface.build("retinaface-mobilenet0.25")
+    path = export_weights(model, tmp_path / "w.pt", preset="retinaface-mobilenet0.25", recipe="quick",
                           metrics={"ap": {"easy": 0.5}})
     loaded = load_detector(path)
     x = torch.rand(1, 3, 64, 64)
     model.eval()
     assert torch.equal(loaded(x)["cls"], model(x)["cls"])
-    with pytest.raises(DataError, match="do not fit"):
-        load_detector(path, preset="mobilenet0.25-paper")
+    with pytest.raises(DataError, match=r"w.pt: holds a detection model \(retinaface-mobilenet0.25\); expected "
+                                         r"retinaface-mobilenet0.25-paper"):
+        facelearn.get_model("retinaface-mobilenet0.25-paper", weights=path)
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="bad.pt"):
         load_detector(tmp_path / "bad.pt")
@@ -110,9 +112,9 @@ def test_cli_bad_input_one_line(tmp_path, cli):
 
 
 def test_recipes():
-    assert train_config("quick").model == "mobilenet0.25-common"
+    assert train_config("quick").model == "retinaface-mobilenet0.25"
     assert train_config("quick-no-landmarks").loss.landmark_weight == 0.0
-    assert train_config("paper").model == "resnet50-paper" and train_config("paper").loss.neg_pos_ratio == 3.0
+    assert train_config("paper").model == "retinaface-resnet50-paper" and train_config("paper").loss.neg_pos_ratio == 3.0
     with pytest.raises(ValueError):
         train_config("nope")
 

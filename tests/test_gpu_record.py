@@ -15,7 +15,7 @@ def test_record_steps_are_those_of_the_current_recipes():
     wider = SIZES["full"].widerface[0]
     for name in ("full", "full-resnet50"):
         cfg = train_config(name)
-        line = rec[f"retinaface {cfg.model} {cfg.image_size}px"]
+        line = rec[f"{cfg.model} {cfg.image_size}px"]
         assert (line["batch"], line["recipe_steps"]) == (cfg.batch_size, cfg.epochs * math.ceil(wider / cfg.batch_size))
     arc = RecognitionRecipe.full()
     line = rec["arcface iresnet50 112px, 85,742 classes"]

@@ -2,8 +2,10 @@
 detection modules" and "Training and evaluating RetinaFace").
 
 The model reads top to bottom like the paper's Fig. 2. Its input is (B, 3, H, W) RGB in [0, 1] of any
-size; it normalises with the ImageNet mean and standard deviation itself, so a caller never has to
-remember the constants. Its output is a dict of per-anchor predictions, one entry per task head:
+size; it turns that into the input its weights were trained on itself — the
+:class:`~facelearn.weights.Preprocess` stored in its config (the ImageNet mean and standard deviation for
+facelearn's own weights, BGR minus a mean for the reference implementation's release) — so a caller never
+has to remember the constants. Its output is a dict of per-anchor predictions, one entry per task head:
 ``cls`` (B, A, 2) logits, ``box`` (B, A, 4) and ``landmarks`` (B, A, 10) offsets (box_coding eq. 1, 2).
 """
 
@@ -19,22 +21,22 @@ from facelearn.detection.backbones import build_backbone
 from facelearn.detection.fpn import FPN
 from facelearn.detection.heads import build_heads
 from facelearn.detection.ssh import SSH
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from facelearn.weights import IMAGENET, Preprocess
 
 
 @dataclass(frozen=True)
 class RetinaFaceConfig:
     """backbone: ``mobilenet0.25``, ``resnet50`` or ``resnet152``; anchors: ``common`` (P3–P5) or ``paper``
     (P2–P6); channels: pyramid / SSH width (64 for MobileNet-0.25, 256 for ResNets); tasks: the heads;
-    pretrained: load ImageNet weights into the backbone (ResNets; needs the network)."""
+    pretrained: load ImageNet weights into the backbone (ResNets; needs the network); input: the convention
+    the weights read, applied by ``forward`` to its [0, 1] RGB input."""
 
     backbone: str = "mobilenet0.25"
     anchors: str = "common"
     channels: int = 64
     tasks: tuple[str, ...] = ("cls", "box", "landmarks")
     pretrained: bool = False
+    input: Preprocess = IMAGENET
 
     @property
     def leaky(self) -> float:
@@ -42,15 +44,16 @@ class RetinaFaceConfig:
         return 0.1 if self.channels <= 64 else 0.0
 
 
+#: Named after the model registry (:data:`facelearn.models.PRESETS`): the common 3-level anchors unless ``-paper``.
 PRESETS = {
-    "mobilenet0.25-common": RetinaFaceConfig("mobilenet0.25", "common", 64),
-    "mobilenet0.25-paper": RetinaFaceConfig("mobilenet0.25", "paper", 64),
-    "resnet50-common": RetinaFaceConfig("resnet50", "common", 256),
-    "resnet50-paper": RetinaFaceConfig("resnet50", "paper", 256),
-    "resnet152-paper": RetinaFaceConfig("resnet152", "paper", 256),
+    "retinaface-mobilenet0.25": RetinaFaceConfig("mobilenet0.25", "common", 64),
+    "retinaface-mobilenet0.25-paper": RetinaFaceConfig("mobilenet0.25", "paper", 64),
+    "retinaface-resnet50": RetinaFaceConfig("resnet50", "common", 256),
+    "retinaface-resnet50-paper": RetinaFaceConfig("resnet50", "paper", 256),
+    "retinaface-resnet152-paper": RetinaFaceConfig("resnet152", "paper", 256),
     # with the fourth head, the dense regression branch (chapter "The dense regression branch")
-    "mobilenet0.25-common-dense": RetinaFaceConfig("mobilenet0.25", "common", 64,
-                                                   tasks=("cls", "box", "landmarks", "dense")),
+    "retinaface-mobilenet0.25-dense": RetinaFaceConfig("mobilenet0.25", "common", 64,
+                                                       tasks=("cls", "box", "landmarks", "dense")),
 }
 
 
@@ -76,13 +79,10 @@ class RetinaFace(nn.Module):
         self.fpn = FPN(in_channels, cfg.channels, extra_p6_from=p6, leaky=cfg.leaky)
         self.ssh = nn.ModuleList([SSH(cfg.channels, cfg.channels, cfg.leaky) for _ in range(self.anchor_config.num_levels)])
         self.heads = build_heads(cfg.channels, self.anchor_config.anchors_per_location, cfg.tasks)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The per-level SSH outputs, finest first: list of (B, channels, H_l, W_l)."""
-        x = (images - self.mean) / self.std
-        c = self.body(x)
+        c = self.body(self.config.input.from_unit(images))
         pyramid = self.fpn([c[k] for k in self.levels])
         return [m(p) for m, p in zip(self.ssh, pyramid)]
 
@@ -95,31 +95,36 @@ class RetinaFace(nn.Module):
         return generate_anchors(self.anchor_config, image_size, device=device)
 
 
-def build(name: str = "mobilenet0.25-common", **changes: object) -> RetinaFace:
+def build(name: str = "retinaface-mobilenet0.25", **changes: object) -> RetinaFace:
     """A RetinaFace from the preset ``name`` (see :data:`PRESETS`)."""
     return RetinaFace(config(name, **changes))
 
 
 def mobilenet025_common() -> RetinaFace:
     """MobileNet-0.25 with the common anchors (426,608 parameters)."""
-    return build("mobilenet0.25-common")
+    return build("retinaface-mobilenet0.25")
 
 
 def mobilenet025_paper() -> RetinaFace:
     """MobileNet-0.25 with the paper's P2–P6 anchors."""
-    return build("mobilenet0.25-paper")
+    return build("retinaface-mobilenet0.25-paper")
 
 
 def resnet50_common() -> RetinaFace:
     """ResNet-50 with the common anchors (27,293,600 parameters)."""
-    return build("resnet50-common")
+    return build("retinaface-resnet50")
 
 
 def resnet50_paper() -> RetinaFace:
     """ResNet-50 with the paper's P2–P6 anchors."""
-    return build("resnet50-paper")
+    return build("retinaface-resnet50-paper")
+
+
+def mobilenet025_dense() -> RetinaFace:
+    """MobileNet-0.25, common anchors, with the dense regression branch's head."""
+    return build("retinaface-mobilenet0.25-dense")
 
 
 def resnet152_paper() -> RetinaFace:
     """ResNet-152 with the paper's P2–P6 anchors (the paper's strongest single model)."""
-    return build("resnet152-paper")
+    return build("retinaface-resnet152-paper")

@@ -43,7 +43,7 @@ class TrainConfig:
     (:attr:`test_time`, used by :func:`evaluate_model`)."""
 
     name: str
-    model: str = "mobilenet0.25-common"
+    model: str = "retinaface-mobilenet0.25"
     image_size: int = 640
     epochs: int = 250
     batch_size: int = 32
@@ -81,12 +81,12 @@ PAGE_VAL_SCENES = 100
 PRESETS = {
     "quick": _QUICK,
     "quick-no-landmarks": replace(_QUICK, name="quick-no-landmarks", loss=LossConfig(landmark_weight=0.0)),
-    "quick-dense": replace(_QUICK, name="quick-dense", model="mobilenet0.25-common-dense",
+    "quick-dense": replace(_QUICK, name="quick-dense", model="retinaface-mobilenet0.25-dense",
                            loss=LossConfig(dense_weight=0.01)),
     "full": TrainConfig("full", loss=LossConfig(neg_pos_ratio=7.0)),
-    "full-resnet50": TrainConfig("full-resnet50", model="resnet50-common", image_size=840, epochs=100,
+    "full-resnet50": TrainConfig("full-resnet50", model="retinaface-resnet50", image_size=840, epochs=100,
                                  batch_size=24, pretrained=True, loss=LossConfig(neg_pos_ratio=7.0)),
-    "paper": TrainConfig("paper", model="resnet50-paper", image_size=640, epochs=80, batch_size=32, lr=1e-2,
+    "paper": TrainConfig("paper", model="retinaface-resnet50-paper", image_size=640, epochs=80, batch_size=32, lr=1e-2,
                          pretrained=True),
 }
 
@@ -202,32 +202,20 @@ def evaluate_model(model: torch.nn.Module, root: str | os.PathLike, *, score_thr
 
 def export_weights(model: torch.nn.Module, path: str | os.PathLike, *, preset: str, recipe: str,
                    metrics: dict[str, Any] | None = None) -> Path:
-    """Write a small inference checkpoint: the weights, the model preset and the recipe that trained it,
-    plus ``metrics`` (e.g. the AP it reached). Read back with :func:`load_detector`."""
-    from facelearn.engine import save_checkpoint
+    """Write a small inference checkpoint: the weights with their description (model preset, config,
+    preprocessing: :func:`facelearn.registry.save`), the recipe that trained it and ``metrics`` (e.g. the AP
+    it reached). Read back with :func:`load_detector` or :func:`facelearn.load`."""
+    from facelearn.registry import save
 
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return save_checkpoint({"model": state, "preset": preset, "recipe": recipe, "metrics": metrics or {}}, path)
+    return save(model, path, preset, recipe=recipe, metrics=metrics or {})
 
 
-def load_detector(path: str | os.PathLike, preset: str | None = None,
-                  device: torch.device | str | None = None) -> torch.nn.Module:
-    """A RetinaFace with weights from ``path`` — a file of :func:`export_weights` (which names its preset) or
-    a Trainer checkpoint (then ``preset`` names the model, default ``mobilenet0.25-common``). Eval mode."""
-    from facelearn.detection.retinaface import build
-    from facelearn.engine import load_checkpoint
-    from facelearn.errors import DataError
+def load_detector(path: str | os.PathLike, device: torch.device | str | None = None) -> torch.nn.Module:
+    """The RetinaFace a checkpoint holds — exported (:func:`export_weights`) or a Trainer's — rebuilt from
+    its own description (:func:`facelearn.load`); another task's checkpoint is refused. Eval mode."""
+    from facelearn.registry import load
 
-    state = load_checkpoint(path)
-    if "model" not in state:
-        raise DataError.at(path, None, "no 'model' weights in this checkpoint")
-    model = build(preset or state.get("preset") or "mobilenet0.25-common")
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise DataError.at(path, None, f"weights do not fit preset {preset or state.get('preset')!r} "
-                                       f"({str(err).splitlines()[0]})") from None
-    return model.to(device or "cpu").eval()
+    return load(path, task="detection").to(device or "cpu")
 
 
 def synthface_root(cfg: TrainConfig, seed: int = 0, progress: bool = True) -> Path:
@@ -256,6 +244,7 @@ def train(cfg: TrainConfig, root: str | os.PathLike, *, checkpoint: str | os.Pat
     from facelearn.detection.dataset import WiderFaceDetection, collate
     from facelearn.detection.retinaface import build
     from facelearn.engine import Trainer, cosine_schedule, make_loader
+    from facelearn.registry import metadata
 
     runtime.seed_everything(seed)
     root = Path(root)
@@ -267,7 +256,8 @@ def train(cfg: TrainConfig, root: str | os.PathLike, *, checkpoint: str | os.Pat
     steps = cfg.epochs * len(loader)
     scheduler = cosine_schedule(optimizer, steps, int(cfg.warmup_epochs * len(loader)))
     trainer = Trainer(model, optimizer, make_loss_fn(cfg.loss), device=device, scheduler=scheduler,
-                      grad_clip=10.0, checkpoint=checkpoint, seed=seed, callbacks=callbacks)
+                      grad_clip=10.0, checkpoint=checkpoint, seed=seed, callbacks=callbacks,
+                      meta=metadata(model, cfg.model))
     history = trainer.fit(loader, cfg.epochs, progress=progress)
     return trainer.model.eval(), history
 

@@ -233,9 +233,6 @@ class Trainer:
                     with open(self.checkpoint.with_suffix(".log.jsonl"), "a") as log:
                         log.write(json.dumps(self._log_record(record, loader)) + "\n")
                 distributed.barrier()  # no process runs ahead of a checkpoint being written
-            except TrainingStopped:
-                bar.close()  # so that the one-line message starts a line of its own
-                raise
             except RuntimeError as err:
                 if not distributed.lost_peer(err):
                     raise

@@ -23,18 +23,25 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from facelearn.weights import UNIT, Preprocess
+
 
 @dataclass(frozen=True)
 class PFLDConfig:
     """Shape of a PFLD model.
 
     width: the width multiplier α applied to every channel count (1.0 → PFLD 1X, 0.25 → PFLD 0.25X);
-    n_points: number of landmarks P (98 for WFLW, 68 for 300-W); input_size: side of the square crop.
+    n_points: number of landmarks P (98 for WFLW, 68 for 300-W); input_size: side of the square crop;
+    input: the convention the weights read, applied by ``forward`` to its [0, 1] RGB crops; s3_norm: the
+    BatchNorm after S3's 7×7 convolution (PFLD-pytorch defines one but never applies it: its release
+    loads with ``False``, the layer then the identity).
     """
 
     width: float = 1.0
     n_points: int = 98
     input_size: int = 112
+    input: Preprocess = UNIT
+    s3_norm: bool = True
 
     def channels(self, c: int) -> int:
         """``c`` scaled by the width multiplier, at least 1."""
@@ -77,7 +84,7 @@ class InvertedResidual(nn.Module):
 class PFLD(nn.Module):
     """The PFLD backbone with multi-scale fully connected fusion (PFLD §3, Fig. 2).
 
-    forward(x): x (N, 3, 112, 112) float → (landmarks (N, 2P) in [0, 1] crop units, feature (N, 64α, 28, 28)).
+    forward(x): x (N, 3, 112, 112) RGB in [0, 1] → (landmarks (N, 2P) in [0, 1] crop units, feature (N, 64α, 28, 28)).
     The feature is the input of :class:`AuxiliaryNet`.
     """
 
@@ -95,12 +102,12 @@ class PFLD(nn.Module):
         self.s1 = InvertedResidual(c128, c(16), 1, 2, residual=False)                          # S1 14×14
         self.s2 = conv_bn_relu(c(16), c(32), 3, 2)                                             # S2 7×7
         side = config.input_size // 16
-        self.s3 = nn.Sequential(nn.Conv2d(c(32), c(128), side, 1, 0), nn.BatchNorm2d(c(128)),  # S3 1×1
-                                nn.ReLU(inplace=True))
+        self.s3 = nn.Sequential(nn.Conv2d(c(32), c(128), side, 1, 0),                           # S3 1×1
+                                nn.BatchNorm2d(c(128)) if config.s3_norm else nn.Identity(), nn.ReLU(inplace=True))
         self.fc = nn.Linear(c(16) + c(32) + c(128), 2 * config.n_points)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feature = self.stage3(self.stem(x))
+        feature = self.stage3(self.stem(self.config.input.from_unit(x)))
         s1 = self.s1(self.stage4(feature))
         s2 = self.s2(s1)
         s3 = self.s3(s2)

@@ -18,12 +18,13 @@ import torch
 from torch import nn
 
 from facelearn.data.wflw import LandmarkRecord, read_wflw, wflw_files
-from facelearn.engine import Trainer, cosine_schedule, load_checkpoint, make_loader, save_checkpoint
+from facelearn.engine import Trainer, cosine_schedule, make_loader
 from facelearn.landmarks import metrics
 from facelearn.landmarks.crops import CropConfig, LandmarkCrops, flip_landmarks, to_image_coordinates
 from facelearn.landmarks.loss import (LossConfig, PFLDObjective, PoseThresholds, attribute_weight, categories,
                                       category_weights)
 from facelearn.landmarks.pfld import PFLD, PFLDConfig, pfld_pair
+from facelearn.registry import metadata
 from facelearn.models import multiply_adds  # noqa: F401  (re-exported: the cost section of chapter "PFLD")
 
 
@@ -140,32 +141,33 @@ def train(rec: PFLDRecipe, data_root: str | os.PathLike, *, checkpoint: str | os
     sched = cosine_schedule(opt, n_epochs * len(loader), rec.warmup_steps)
     objective = PFLDObjective(stats.omega, rec.loss, stats.thresholds, float(stats.weights.mean()))
     trainer = Trainer(model, opt, objective, device=device, scheduler=sched,
-                      checkpoint=checkpoint, seed=seed, grad_clip=10.0)
+                      checkpoint=checkpoint, seed=seed, grad_clip=10.0,
+                      meta=metadata(model["pfld"], preset_name(rec.model), prefix="pfld."))
     trainer.omega = stats.omega
     trainer.fit(loader, n_epochs, progress=progress)
     return model, trainer
 
 
+def preset_name(config: PFLDConfig) -> str:
+    """The registry name of a PFLD of this shape (``pfld-1x``, ``pfld-0.25x``): what its checkpoints record."""
+    return "pfld-0.25x" if config.width == 0.25 else "pfld-1x"
+
+
 def export(model: nn.ModuleDict | PFLD, path: str | os.PathLike, **info) -> Path:
-    """Save the landmark network alone (no auxiliary net, no optimiser) with its config: a small checkpoint."""
+    """Save the landmark network alone (no auxiliary net, no optimiser) with its description (model name,
+    config, preprocessing: :func:`facelearn.registry.save`): a small checkpoint."""
+    from facelearn.registry import save
+
     pfld = model["pfld"] if isinstance(model, nn.ModuleDict) else model
-    state = {"config": dataclasses.asdict(pfld.config), "state_dict": pfld.state_dict(), **info}
-    return save_checkpoint(state, path)
+    return save(pfld, path, preset_name(pfld.config), **info)
 
 
 def load(path: str | os.PathLike, device: torch.device | str = "cpu") -> PFLD:
-    """A PFLD model from :func:`export`'s checkpoint, or from a trainer checkpoint (``model.pfld.*``)."""
-    state = load_checkpoint(path, map_location=device)
-    if "state_dict" in state:
-        model = PFLD(PFLDConfig(**state["config"]))
-        model.load_state_dict(state["state_dict"])
-    else:
-        weights = {k[len("pfld."):]: v for k, v in state["model"].items() if k.startswith("pfld.")}
-        width = weights["stem.0.0.weight"].shape[0] / 64
-        n_points = weights["fc.weight"].shape[0] // 2
-        model = PFLD(PFLDConfig(width, n_points))
-        model.load_state_dict(weights)
-    return model.to(device).eval()
+    """The PFLD model of :func:`export`'s checkpoint or of a trainer checkpoint, rebuilt from the checkpoint's
+    own description (:func:`facelearn.load`); another task's checkpoint is refused."""
+    from facelearn.registry import load as load_model
+
+    return load_model(path, task="landmarks").to(device)
 
 
 @torch.no_grad()

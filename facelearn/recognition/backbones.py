@@ -103,6 +103,11 @@ def iresnet18() -> IResNet:
     return IResNet((2, 2, 2, 2))
 
 
+def iresnet34() -> IResNet:
+    """iResNet-34, 512-d embedding, 112×112 input."""
+    return IResNet((3, 4, 6, 3))
+
+
 def iresnet50() -> IResNet:
     """iResNet-50, 512-d embedding, 112×112 input (insightface's ms1mv2_r50 recipe backbone)."""
     return IResNet((3, 4, 14, 3))

@@ -28,11 +28,12 @@ def fine_tune(recipe: str, start: str | os.PathLike, root: str | os.PathLike, *,
     from facelearn.detection.dataset import WiderFaceDetection, collate
     from facelearn.detection.retinaface import build
     from facelearn.detection.training import build_optimizer, make_loss_fn, train_config
-    from facelearn.engine import Trainer, load_checkpoint, make_loader
+    from facelearn.engine import Trainer, make_loader
+    from facelearn.registry import load
 
     cfg = train_config(recipe)
     model = build(cfg.model)
-    missing, unexpected = model.load_state_dict(load_checkpoint(start)["model"], strict=False)
+    missing, unexpected = model.load_state_dict(load(start, task="detection").state_dict(), strict=False)
     if unexpected or any(not k.startswith("heads.dense.") for k in missing):
         raise ValueError(f"{start}: weights do not fit {cfg.model} (missing {missing[:3]}, unexpected {unexpected[:3]})")
     runtime.seed_everything(seed)  # after building: both runs see the same data order and augmentation
