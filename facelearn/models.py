@@ -52,6 +52,8 @@ PRESETS: list[ModelPreset] = [
                 "MobileFaceNet (Chen et al. 2018), 128-d embedding"),
     ModelPreset("iresnet18", "recognition", (3, 112, 112), "facelearn.recognition.backbones:iresnet18",
                 "insightface iResNet-18, 512-d embedding"),
+    ModelPreset("iresnet34", "recognition", (3, 112, 112), "facelearn.recognition.backbones:iresnet34",
+                "insightface iResNet-34, 512-d embedding"),
     ModelPreset("iresnet50", "recognition", (3, 112, 112), "facelearn.recognition.backbones:iresnet50",
                 "insightface iResNet-50, 512-d embedding"),
     ModelPreset("iresnet100", "recognition", (3, 112, 112), "facelearn.recognition.backbones:iresnet100",
@@ -66,6 +68,8 @@ PRESETS: list[ModelPreset] = [
                 "facelearn.detection.retinaface:resnet50_paper", "RetinaFace, paper's P2-P6 anchors (102,300)"),
     ModelPreset("retinaface-resnet152-paper", "detection", (3, 640, 640),
                 "facelearn.detection.retinaface:resnet152_paper", "RetinaFace, paper's P2-P6 anchors (102,300)"),
+    ModelPreset("retinaface-mobilenet0.25-dense", "detection", (3, 640, 640),
+                "facelearn.detection.retinaface:mobilenet025_dense", "RetinaFace with the dense regression head"),
     ModelPreset("mesh-decoder", "detection", (1, 1, 128), "facelearn.detection.mesh.decoder:mesh_decoder",
                 "dense branch: 128-d code -> 644 x (xyz, rgb) graph-conv decoder"),
 ]

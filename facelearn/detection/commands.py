@@ -83,7 +83,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from facelearn.detection.postprocess import detect
     from facelearn.detection.training import load_detector, read_rgb
 
-    model = load_detector(args.checkpoint, args.model, device=runtime.device(args.device))
+    model = load_detector(args.checkpoint, device=runtime.device(args.device))
     images = _images(Path(args.target))
     out = Path(args.out)
     faces = 0
@@ -136,7 +136,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("target", help="an image file or a folder searched recursively (event = parent folder)")
     p.add_argument("--checkpoint", required=True, help="file from `facelearn train retinaface --export` "
                                                        "or a Trainer checkpoint")
-    p.add_argument("--model", help="model preset, for Trainer checkpoints (default: the checkpoint's own)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--threshold", type=float, default=0.02, help="keep detections above this score")
     p.add_argument("--nms", type=float, default=0.4, help="NMS IoU threshold")

@@ -57,9 +57,13 @@ class Detections:
         return Detections(torch.cat([d.boxes for d in parts]), torch.cat([d.scores for d in parts]),
                           torch.cat([d.landmarks for d in parts]))
 
-    def suppressed(self, nms_iou: float, max_detections: int) -> "Detections":
-        """Greedy NMS (torchvision) at ``nms_iou``: the ``max_detections`` best survivors, scores descending."""
-        return self.take(nms(self.boxes, self.scores, nms_iou)[:max_detections])
+    def suppressed(self, nms_iou: float, max_detections: int, plus_one: bool = False) -> "Detections":
+        """Greedy NMS (torchvision) at ``nms_iou``: the ``max_detections`` best survivors, scores descending.
+
+        plus_one: count areas and overlaps as (x2 − x1 + 1)(y2 − y1 + 1), boxes as inclusive pixel ranges, the
+        convention of biubug6/Pytorch_Retinaface's ``py_cpu_nms`` (to reproduce its lists exactly)."""
+        boxes = self.boxes + self.boxes.new_tensor([0.0, 0.0, 1.0, 1.0]) if plus_one else self.boxes
+        return self.take(nms(boxes, self.scores, nms_iou)[:max_detections])
 
 
 @torch.no_grad()
@@ -89,12 +93,13 @@ def candidates(outputs: dict[str, torch.Tensor], anchors: torch.Tensor, *, score
 @torch.no_grad()
 def postprocess(outputs: dict[str, torch.Tensor], anchors: torch.Tensor, *, score_threshold: float = 0.02,
                 nms_iou: float = 0.4, pre_nms_top_k: int = PRE_NMS_TOP_K, max_detections: int = 750,
-                variances: tuple[float, float] = VARIANCES) -> list[Detections]:
+                variances: tuple[float, float] = VARIANCES, plus_one: bool = False) -> list[Detections]:
     """Decode a batch of model outputs: :func:`candidates`, then torchvision NMS at ``nms_iou`` and the
-    ``max_detections`` best. outputs: dict of (B, A, k); anchors: (A, 4) cx cy w h."""
+    ``max_detections`` best. outputs: dict of (B, A, k); anchors: (A, 4) cx cy w h. Boxes are not clamped
+    to the image; ``plus_one``: the reference implementation's NMS areas (:meth:`Detections.suppressed`)."""
     found = candidates(outputs, anchors, score_threshold=score_threshold, pre_nms_top_k=pre_nms_top_k,
                        variances=variances)
-    return [d.suppressed(nms_iou, max_detections) for d in found]
+    return [d.suppressed(nms_iou, max_detections, plus_one) for d in found]
 
 
 def box_vote(kept: Detections, pool: Detections, iou: float) -> Detections:

@@ -118,6 +118,8 @@ class Trainer:
         sync_batchnorm: under ``torchrun``, batch-norm statistics over the global batch (``SyncBatchNorm``,
             GPUs only) instead of each process's own batch.
         find_unused_parameters: tell ``DistributedDataParallel`` that some parameters may get no gradient.
+        meta: the model's description (:func:`facelearn.registry.metadata`), stored in every checkpoint so that
+            :func:`facelearn.load` rebuilds the model from it alone.
 
     Under ``torchrun`` the process group is joined here (:func:`facelearn.engine.distributed.setup`) and
     ``self.model`` stays the plain model; the wrapped one is used for the forward and backward passes only.
@@ -127,7 +129,7 @@ class Trainer:
                  device: torch.device | str | None = None, scheduler: Any = None, amp: bool = True,
                  grad_clip: float | None = None, checkpoint: str | os.PathLike | None = None, seed: int = 0,
                  callbacks: Iterable[Callable[["Trainer", dict], None]] = (), sync_batchnorm: bool = False,
-                 find_unused_parameters: bool = False) -> None:
+                 find_unused_parameters: bool = False, meta: dict[str, Any] | None = None) -> None:
         self.world_size = distributed.world_size() if distributed.setup() else 1
         self.device = torch.device(device) if device is not None else runtime.device()
         if self.device.type == "cuda" and self.device.index is None and self.world_size > 1:
@@ -144,6 +146,7 @@ class Trainer:
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.seed = seed
         self.callbacks = list(callbacks)
+        self.meta = meta
         self.epoch = 0  # epochs completed
         self.step = 0  # iterations completed
         self.history: list[dict[str, float]] = []
@@ -312,6 +315,7 @@ class Trainer:
             "step": self.step,
             "history": self.history,
             "rng": rng_state(),
+            **({"facelearn": self.meta} if self.meta else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

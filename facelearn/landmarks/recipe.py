@@ -25,6 +25,7 @@ from facelearn.landmarks.loss import (LossConfig, PFLDObjective, PoseThresholds,
                                       category_weights)
 from facelearn.landmarks.pfld import PFLD, PFLDConfig, pfld_pair
 from facelearn.registry import metadata
+from facelearn.registry import metadata
 from facelearn.models import multiply_adds  # noqa: F401  (re-exported: the cost section of chapter "PFLD")
 
 
@@ -146,6 +147,11 @@ def train(rec: PFLDRecipe, data_root: str | os.PathLike, *, checkpoint: str | os
     trainer.omega = stats.omega
     trainer.fit(loader, n_epochs, progress=progress)
     return model, trainer
+
+
+def preset_name(config: PFLDConfig) -> str:
+    """The registry name of a PFLD of this shape (``pfld-1x``, ``pfld-0.25x``): what its checkpoints record."""
+    return "pfld-0.25x" if config.width == 0.25 else "pfld-1x"
 
 
 def preset_name(config: PFLDConfig) -> str:

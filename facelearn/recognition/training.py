@@ -18,11 +18,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
-from facelearn.engine import Trainer, cosine_schedule, distributed, load_checkpoint, make_loader, save_checkpoint
+from facelearn.engine import Trainer, cosine_schedule, distributed, load_checkpoint, make_loader
 from facelearn.models import preset
 from facelearn.recognition import beyond, margins, metric
 from facelearn.recognition.normalisation import NormFaceHead, SoftmaxHead
 from facelearn.recognition.partial_fc import PartialFC
+from facelearn.registry import metadata
 
 #: MS1MV2 (``faces_emore``), the `full` recipe's training set: identities and images.
 MS1MV2_SIZE = (85742, 5822653)
@@ -193,26 +194,31 @@ def train(recipe: RecognitionRecipe, dataset: Dataset, n_classes: int, *, device
         opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     sched = cosine_schedule(opt, steps, int(recipe.warmup_epochs * len(loader)))
     trainer = Trainer(model, opt, loss_fn, device=device, scheduler=sched, grad_clip=5.0, checkpoint=checkpoint,
-                      seed=seed, callbacks=callbacks)
+                      seed=seed, callbacks=callbacks,
+                      meta=metadata(model["backbone"], recipe.backbone, prefix="backbone."))
     history = trainer.fit(loader, recipe.epochs, progress=progress)
     return model["backbone"], model["head"] if "head" in model else None, history
 
 
 def save_model(backbone: nn.Module, recipe: RecognitionRecipe, path: str | os.PathLike, **extra: Any) -> Path:
-    """Write the backbone's weights (fp16, to stay small) and the recipe: the checkpoint that
-    ``facelearn eval verification --checkpoint`` reads. ``extra``: plain values to store (e.g. accuracy)."""
-    state = {k: (v.half() if v.is_floating_point() else v) for k, v in backbone.state_dict().items()}
-    return save_checkpoint({"backbone": state, "recipe": asdict(recipe), "extra": extra}, path)
+    """Write the backbone's weights (fp16, to stay small) with their description (:func:`facelearn.registry.save`)
+    and the recipe: the checkpoint that ``facelearn eval verification --checkpoint`` reads. ``extra``: plain
+    values to store (e.g. accuracy)."""
+    from facelearn.registry import save
+
+    return save(backbone, path, recipe.backbone, half=True, recipe=asdict(recipe), extra=extra)
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, RecognitionRecipe, dict]:
-    """Read a :func:`save_model` checkpoint → (backbone in eval mode, recipe, extra)."""
+    """Read a :func:`save_model` checkpoint → (backbone in eval mode, recipe, extra); the backbone is rebuilt
+    from the checkpoint's own description (:func:`facelearn.load`), another task's checkpoint refused."""
+    from facelearn.registry import load
+
+    backbone = load(path, task="recognition")
     state = load_checkpoint(path)
     recipe = RecognitionRecipe(**{k: tuple(v) if k == "schedule" and v is not None else v
                                   for k, v in state["recipe"].items()})
-    backbone = preset(recipe.backbone).build()
-    backbone.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["backbone"].items()})
-    return backbone.to(device).eval(), recipe, dict(state.get("extra", {}))
+    return backbone.to(device), recipe, dict(state.get("extra", {}))
 
 
 @dataclass(frozen=True)
