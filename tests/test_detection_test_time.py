@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from facelearn.detection.test_time import (LEARNT_FACES, MAX_SIDE, MIN_FACE, PROTOCOLS, pyramid_scales,
-                                           scales_for)
+from facelearn.detection.test_time import (LEARNT_FACES, MAX_SIDE, MIN_FACE, PROTOCOLS, in_band,
+                                           pyramid_scales, scales_for)
 from facelearn.detection.training import train_config
 
 sides = st.integers(min_value=16, max_value=8000)
@@ -64,3 +65,23 @@ def test_detect_defaults_to_the_pyramid_of_the_image_size():
     det = detect(model, image)
     want = [(round(96 * s), round(160 * s)) for s in pyramid_scales(96, 160)]
     assert model.sizes == want and len(det) == 1
+
+
+def test_each_pass_keeps_the_boxes_of_a_learnt_size():
+    lo, hi = LEARNT_FACES
+    boxes = torch.tensor([[0, 0, 10, lo - 0.5], [0, 0, 10, lo], [5, 5, 50, 5 + hi], [0, 0, 10, hi + 1]])
+    assert in_band(boxes).tolist() == [False, True, True, False]
+    from test_detection_model import _OneFace
+
+    from facelearn.detection.postprocess import detect
+
+    # the stand-in's face is half the input's height: 320 and 160 px at the first two passes of a 400 x 400
+    # image (out of the band), 80 and 40 px at the last two; the box comes back once (NMS joins the two)
+    model = _OneFace()
+    det = detect(model, np.zeros((400, 400, 3), np.uint8))
+    assert model.sizes == [(640, 640), (320, 320), (160, 160), (80, 80)] and len(det) == 1
+    assert torch.allclose(det.boxes[0], torch.tensor([100.0, 120.0, 280.0, 320.0]), atol=1e-3)
+    # an 18 x 18 image has one pass, at 1.6: the face is 14.4 px there, below the band, so it is dropped;
+    # with the factor given explicitly nothing is filtered
+    assert pyramid_scales(18, 18) == (1.6,) and len(detect(model, np.zeros((18, 18, 3), np.uint8))) == 0
+    assert len(detect(model, np.zeros((18, 18, 3), np.uint8), scale=1.6)) == 1

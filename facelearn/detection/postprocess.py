@@ -15,7 +15,7 @@ from torchvision.ops import box_iou, nms
 
 from facelearn.data.transforms import FIVE_POINT_FLIP
 from facelearn.detection.box_coding import VARIANCES, decode_boxes, decode_landmarks
-from facelearn.detection.test_time import scales_for
+from facelearn.detection.test_time import in_band, scales_for
 
 #: Candidates that enter NMS, best first: per pass, and for the pooled passes of a test-time protocol.
 PRE_NMS_TOP_K = 5000
@@ -145,7 +145,8 @@ def detect(model: torch.nn.Module, image: np.ndarray | torch.Tensor, *, score_th
     "Training and evaluating RetinaFace"): scale: the image is resized by this factor for the network (above 1
     shows small faces at the size training crops showed them); several factors make an image pyramid; None
     (the default): the pyramid :func:`facelearn.detection.test_time.pyramid_scales` chooses from the image
-    size, so faces from 10 px to the whole image reach the network at sizes it learnt;
+    size, so faces from 10 px to the whole image reach the network at sizes it learnt, and each pass keeps
+    only the candidates of a learnt size (:func:`facelearn.detection.test_time.in_band`);
     flip: each resized image is also run mirrored; the candidates of all passes (before NMS) are pooled and
     the best ``PRE_NMS_TOP_K`` of them suppressed together, as for one pass; vote_iou: if given,
     :func:`box_vote` refines each survivor from that pool (the paper uses 0.4). max_size: if given, each
@@ -171,6 +172,8 @@ def detect(model: torch.nn.Module, image: np.ndarray | torch.Tensor, *, score_th
         for mirror in (False, True) if flip else (False,):
             out = model((xs.flip(-1) if mirror else xs)[None].to(device))
             found = candidates(out, anchors, score_threshold=score_threshold)[0]
+            if scale is None:
+                found = found.take(in_band(found.boxes).nonzero().squeeze(1))
             found = found.scaled(w / xs.shape[-1], h / xs.shape[-2])
             pool.append(found.mirrored(w) if mirror else found)
     model.train(was_training)

@@ -5,7 +5,11 @@ A detector finds a face well only at the sizes it learnt: the quick recipe's tra
 faces between a few pixels and about 150 px on the network input (median 8 px), and its anchors span 16–512 px.
 :func:`pyramid_scales` chooses, from an image's size alone, the factors that bring every face between
 ``min_face`` pixels and the whole image into the band the detector learnt, and never enlarges a large
-photograph beyond ``max_side`` pixels. A :class:`Protocol` is a named set of test-time keywords of
+photograph beyond ``max_side`` pixels; each pass then keeps only the candidates whose height on the network
+input lies in that band (:func:`in_band`, the "valid range" of SNIP {cite}`singh2018snip`), so a pass trusts
+only the faces it was chosen for: boxes on the parts of a face too large for it, and the tiny boxes that texture
+(grass, gravel, a star field) raises, are left to the passes where they would be faces of a learnt size — and
+there they are not found. A :class:`Protocol` is a named set of test-time keywords of
 :func:`facelearn.detection.postprocess.detect`; :data:`PROTOCOLS` holds the default (``real``) and the one tuned
 on SynthFace's small faces (``synthface``: a fixed 1.5 / 2 / 2.5 pyramid, mirror, box voting), which only
 SynthFace's validation figures use.
@@ -16,6 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any
+
+import torch
 
 #: Face heights (pixels on the network input) that the detector saw most in training: a face is shown at
 #: ``LEARNT_FACES[0]`` (the smallest anchor) when smallest, at most ``LEARNT_FACES[1]`` when largest.
@@ -51,10 +57,16 @@ def pyramid_scales(height: int, width: int, *, min_face: float = MIN_FACE,
     return tuple(math.floor(s * 1e4) / 1e4 for s in scales)  # 4 decimals, rounded down: never above a cap
 
 
+def in_band(boxes: torch.Tensor, learnt: tuple[float, float] = LEARNT_FACES) -> torch.Tensor:
+    """Which boxes (N, 4) x1 y1 x2 y2, in pixels of the network input, are lo ≤ height ≤ hi → (N,) bool."""
+    height = boxes[:, 3] - boxes[:, 1]
+    return (height >= learnt[0]) & (height <= learnt[1])
+
+
 @dataclass(frozen=True)
 class Protocol:
     """Test-time keywords of :func:`~facelearn.detection.postprocess.detect`. scales: fixed resize factors, or
-    None for :func:`pyramid_scales` of each image; flip: also run the mirror image; vote_iou: box voting's IoU
+    None for :func:`pyramid_scales` of each image, each pass keeping the boxes :func:`in_band`; flip: also run the mirror image; vote_iou: box voting's IoU
     (None: off); max_size: cap on the resized long side."""
 
     name: str
