@@ -252,7 +252,7 @@ def draw_face(canvas: np.ndarray, identity: Identity, expression: Expression, po
     n_tri = len(shown)
     is_tri = order < n_tri
     tri_order = order[is_tri]
-    polys = list(_poly(p[front][tri_order]))
+    polys = list(_poly(pts[shown[tri_order]]))
     bgr = np.clip(tri_col[tri_order][:, ::-1], 0, 255).astype(np.int32).astype(np.float64)
     cols = list(zip(*bgr.T.tolist()))  # whole grey levels as tuples of floats: OpenCV's quickest colour argument
     # the features go between runs of triangles: run r is the triangles painted before the r-th feature
