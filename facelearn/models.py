@@ -130,7 +130,28 @@ def table() -> list[dict]:
     ]
 
 
+def weights_table(task: str | None = None) -> list[dict]:
+    """One row per registered set of weights (:func:`facelearn.registry.list_weights`): name, model, task,
+    where it comes from (a file shipped in the package or the publisher's location) and licence."""
+    from facelearn.registry import SHIPPED
+    from facelearn.releases import RELEASES
+
+    rows = [{"name": n, "model": m, "task": preset(m).task, "source": f"facelearn/{f}", "licence": "MIT (facelearn)"}
+            for n, m, f, _ in SHIPPED]
+    rows += [{"name": w.name, "model": w.model, "task": w.task, "source": w.url, "licence": w.licence}
+             for w in RELEASES]
+    return [r for r in rows if task is None or r["task"] == task]
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
+    if args.weights:
+        rows = weights_table(args.task)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        for r in rows:
+            print(f"{r['name']:<44} {r['model']:<26} {r['source']}")
+        return 0
     rows = table()
     if args.task:
         rows = [r for r in rows if r["task"] == args.task]
@@ -151,3 +172,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                   "facelearn models --task detection --json", _cmd_models)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--task", help="only presets of this task")
+    p.add_argument("--weights", action="store_true",
+                   help="list the registered weights instead (shipped checkpoints and public releases)")

@@ -47,7 +47,8 @@ class Preprocess:
         if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
             raise ValueError(f"expected uint8 RGB images (N, H, W, 3), got {arr.dtype} {arr.shape}")
         if self.size is not None and tuple(arr.shape[1:3]) != tuple(self.size):
-            raise ValueError(f"these weights read {self.size[0]}×{self.size[1]} images, got {arr.shape[1]}×{arr.shape[2]}")
+            raise ValueError(f"these weights read {self.size[0]}×{self.size[1]} images, "
+                             f"got {arr.shape[1]}×{arr.shape[2]}")
         x = torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2))).float()
         return self._normalise(self._order(x) / self.divisor if self.divisor != 1 else self._order(x))
 

@@ -1,6 +1,8 @@
 """The model registry, the preprocessing records and self-describing checkpoints (facelearn.registry,
 facelearn.weights)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -31,8 +33,12 @@ def test_every_preset_saves_and_loads_back_with_no_other_argument(tmp_path, name
     x = _example(name)
     with torch.no_grad():
         a, b = model(x), loaded(x)
-    flat = lambda out: list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, tuple) else [out]  # noqa: E731
-    assert all(torch.equal(u, v) for u, v in zip(flat(a), flat(b)))
+    assert all(torch.equal(u, v) for u, v in zip(_tensors(a), _tensors(b)))
+
+
+def _tensors(out) -> list:
+    """A model's output as a list of tensors (a dict of heads, a tuple, or one tensor)."""
+    return list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, tuple) else [out]
 
 
 def test_list_models_is_the_model_table():
@@ -134,3 +140,13 @@ def test_every_release_entry_is_described():
     for w in RELEASES:
         assert w.url and w.licence and w.format != "facelearn" and w.model in facelearn.list_models(), w
         assert w.preprocess in (BGR_MEAN_SUBTRACTED, SIGNED, BGR_UNIT_112)
+
+
+def test_models_command_lists_the_weights(capsys):
+    from facelearn.cli import main
+
+    assert main(["models", "--weights", "--json", "--task", "detection"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == facelearn.list_weights("retinaface-mobilenet0.25") + \
+        facelearn.list_weights("retinaface-resnet50")
+    assert all(r["task"] == "detection" and r["source"] and r["licence"] for r in rows)

@@ -5,7 +5,8 @@ Each release is a :class:`~facelearn.weights.Weights` record (official location,
 publisher gives one, the preprocessing it was trained with) and a module that recognises its file layout:
 :mod:`~facelearn.releases.biubug6` (RetinaFace), :mod:`~facelearn.releases.arcface_torch` (iResNet),
 :mod:`~facelearn.releases.pfld_pytorch` (PFLD). The layouts list the same tensors as facelearn's models, in
-the same order, under other names: :func:`~facelearn.releases.pairing.pair_in_order` maps them one to one, checking every shape.
+the same order, under other names: :func:`~facelearn.releases.pairing.pair_in_order` maps them one to
+one, checking every shape.
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ SOURCE = "deepinsight/insightface arcface_torch"
 #: The model zoo (OneDrive and Baidu folders linked from this page: download by hand; no hashes are published).
 URL = "https://github.com/deepinsight/insightface/tree/master/recognition/arcface_torch"
 _LICENCE = "code MIT; the models trained on insightface's data are for non-commercial research only"
-_DEPTHS = {(2, 2, 2, 2): "iresnet18", (3, 4, 6, 3): "iresnet34", (3, 4, 14, 3): "iresnet50", (3, 13, 30, 3): "iresnet100"}
+_DEPTHS = {(2, 2, 2, 2): "iresnet18", (3, 4, 6, 3): "iresnet34", (3, 4, 14, 3): "iresnet50",
+           (3, 13, 30, 3): "iresnet100"}
 
 RELEASES = tuple(
     Weights(f"arcface_torch-ms1mv3-r{depth}", f"iresnet{depth}", "recognition", SIGNED, url=URL,
