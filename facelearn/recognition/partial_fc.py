@@ -5,7 +5,8 @@ identities and D = 512 that is 4 GB of weights before the optimiser's state and 
 FC (An et al., CVPR 2022) splits the work two ways:
 
 * **model parallel**: the W processes each keep C / W of the centres; every process gathers the whole
-  batch's embeddings and labels (N = W·B rows) and computes the logits against its own centres only;
+  batch's embeddings (with their gradients) and labels (N = W·B rows) and computes the logits against its
+  own centres only;
 * **sampled negatives**: each step a process keeps its centres that are some row's positive plus a random
   ``sample_rate`` share of the others, and computes logits for those alone.
 
@@ -23,7 +24,6 @@ from functools import partial
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 import torch.nn.functional as F
 from torch import nn
 
@@ -61,17 +61,23 @@ class _SumOverShards(torch.autograd.Function):
         return grad
 
 
-class _ScaleGrad(torch.autograd.Function):
-    """Identity forward; backward multiplies the gradient by ``factor``."""
+class _GatherRows(torch.autograd.Function):
+    """(B, D) rows of every process → (W·B, D), in rank order; backward: the gradient of this process's rows
+    summed over the processes (each computed it from its own centres), times ``factor``."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, factor: float) -> torch.Tensor:
-        ctx.factor = factor
-        return x.view_as(x)
+        ctx.factor, ctx.rows = factor, len(x)
+        parts = [torch.empty_like(x) for _ in range(distributed.world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return grad * ctx.factor, None
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        start = distributed.rank() * ctx.rows
+        return grad[start:start + ctx.rows] * ctx.factor, None
 
 
 def distributed_cross_entropy(logits: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -153,7 +159,7 @@ class PartialFC(nn.Module):
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean margin cross-entropy over the global batch: x (B, D), labels (B,) of this process → scalar."""
         if self.world > 1:
-            x = _ScaleGrad.apply(torch.cat(dist_fn.all_gather(x)), float(self.world))
+            x = _GatherRows.apply(x, float(self.world))
             gathered = [torch.empty_like(labels) for _ in range(self.world)]
             dist.all_gather(gathered, labels)
             labels = torch.cat(gathered)
