@@ -20,10 +20,10 @@ import argparse
 import importlib
 import json
 import sys
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from facelearn import __version__
-from facelearn.errors import DataError
+from facelearn.errors import DataError, TrainingStopped
 
 #: (group, module): ``module.register(subparsers)`` adds its subcommands under ``facelearn <group>``;
 #: group ``""`` adds top-level commands. Task packages append their line here.
@@ -56,6 +56,18 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
     pass
 
 
+class _BadOption(Exception):
+    """An option that its parser type refused; already reported on stderr."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad option in one line, exit status 2 (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise _BadOption(message)
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from facelearn import runtime
 
@@ -71,7 +83,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every plugin's subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="facelearn",
         description="facelearn: train and evaluate RetinaFace, ArcFace-style losses and PFLD.",
         epilog="example:\n  facelearn info\n  facelearn models --json",
@@ -114,7 +126,15 @@ def subparser(subparsers: argparse._SubParsersAction, name: str, help: str, exam
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``facelearn`` command; exits non-zero with a one-line reason on bad input."""
+    """Entry point of the ``facelearn`` command; exits non-zero with a one-line reason on bad input
+    (2 for a bad option or bad data, 1 when training stopped)."""
+    try:
+        return _main(argv)
+    except _BadOption:
+        return 2
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] != ["train"]:
         return _run(build_parser().parse_args(argv))
@@ -144,6 +164,9 @@ def _run(args: argparse.Namespace) -> int:
     except (DataError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError) as err:
         print(f"facelearn {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except TrainingStopped as err:
+        print(f"facelearn {args.command}: training stopped: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("facelearn: interrupted", file=sys.stderr)
         return 130

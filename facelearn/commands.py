@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from facelearn import cli_types
 from facelearn.cli import subparser
 from facelearn.errors import DataError
 
@@ -143,5 +144,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--out", required=True, help="output file (.npy for embed, .json for landmarks)")
         p.add_argument("--detect", metavar="DETECTOR", help="RetinaFace checkpoint: find the faces in each photograph"
                        + (" and align them to the ArcFace template by their 5 points" if name == "embed" else ""))
-        p.add_argument("--threshold", type=float, default=0.5, help="with --detect: keep faces scoring above this")
+        p.add_argument("--threshold", type=cli_types.probability, default=0.5, help="with --detect: keep faces scoring above this")
         p.add_argument("--quiet", action="store_true", help="no progress bar")

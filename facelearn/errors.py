@@ -17,3 +17,8 @@ class DataError(ValueError):
         """``DataError("path:line: message")``; ``line`` is 1-based, ``None`` for the whole file."""
         where = str(path) if line is None else f"{path}:{line}"
         return cls(f"{where}: {message}")
+
+
+class TrainingStopped(FloatingPointError):
+    """Training stopped because a step produced a non-finite loss, gradient or weight (a learning rate too
+    high, or bad data); the last checkpoint written is the last good state."""

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from facelearn import cli_types
 from facelearn.cli import subparser
 from facelearn.errors import DataError
 
@@ -128,6 +129,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                   "--out retinaface.onnx --check", _cmd_onnx)
     p.add_argument("--checkpoint", required=True, help="a facelearn checkpoint of any task")
     p.add_argument("--out", required=True, help="the .onnx file to write")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset version")
+    p.add_argument("--opset", type=cli_types.positive_int, default=17, help="ONNX opset version")
     p.add_argument("--check", action="store_true",
                    help="run the graph with ONNX Runtime and print its largest difference from PyTorch")

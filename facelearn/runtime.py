@@ -35,7 +35,14 @@ def device(name: str | None = None) -> torch.device:
     """The device to compute on: ``name`` or ``$FACELEARN_DEVICE`` if given, else CUDA, then MPS, then CPU."""
     chosen = name or os.environ.get("FACELEARN_DEVICE")
     if chosen:
-        dev = torch.device(chosen)
+        source = "requested" if name else "in $FACELEARN_DEVICE"
+        try:
+            dev = torch.device(chosen)
+        except RuntimeError:
+            raise ValueError(f"device {chosen!r} {source} is not one facelearn runs on: expected cpu, cuda, "
+                             "cuda:N or mps") from None
+        if dev.type not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"device {chosen!r} {source} is not one facelearn runs on: expected cpu, cuda, cuda:N or mps")
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {chosen!r} requested but CUDA is not available")
         if dev.type == "mps" and not _mps_available():

@@ -281,7 +281,7 @@ def test_cli_json_and_errors(tiny, capsys):
     for args in (["--pred", str(tmp / "nowhere"), "--gt", str(gt_dir)], ["--pred", str(pred), "--gt", str(tmp / "no")]):
         assert main(["eval", "widerface", *args, "--json"]) == 2
         err = capsys.readouterr().err.strip()
-        assert err.startswith("facelearn eval: error:") and "\n" not in err and "no" in err
+        assert err.startswith("facelearn eval") and ": error: " in err and "\n" not in err and "no" in err
     (pred / "0--A" / "a.txt").write_text("a.jpg\n3\n1 2 3 4 0.5\n")
     assert main(["eval", "widerface", "--pred", str(pred), "--gt", str(gt_dir)]) == 2
     assert f"{pred / '0--A' / 'a.txt'}:2:" in capsys.readouterr().err

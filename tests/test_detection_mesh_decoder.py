@@ -97,7 +97,7 @@ def test_cli_help_and_bad_input(capsys):
     assert "facelearn train mesh-decoder --preset quick --out" in capsys.readouterr().out
     assert main(["train", "mesh-decoder", "--out", "x.pt", "--epochs", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--epochs must be positive" in err[0]
+    assert len(err) == 1 and "--epochs: must be an integer >= 1" in err[0]
 
 
 def test_cli_trains_a_tiny_decoder(tmp_path, capsys):

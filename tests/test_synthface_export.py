@@ -277,7 +277,7 @@ def test_cli_writes_and_fails_with_one_line(tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.load(io.StringIO(done.stdout))["train"] == 2
     bad = subprocess.run(cmd[:-5] + ["--n-train", "-2", "--n-test", "1"], capture_output=True, text=True)
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "n_train" in bad.stderr
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--n-train" in bad.stderr
     helped = subprocess.run([sys.executable, "-m", "facelearn.cli", "synth", "identities", "--help"],
                             capture_output=True, text=True)
     assert helped.returncode == 0 and "example:" in helped.stdout

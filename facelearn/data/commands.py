@@ -7,6 +7,7 @@ import json
 import re
 import sys
 
+from facelearn import cli_types
 from facelearn.cli import subparser
 
 
@@ -76,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--trust-on-first-use", action="store_true",
                    help="for an entry without a published SHA-256: accept this copy (checking the published MD5 "
                         "where there is one) and record its hash")
-    p.add_argument("--file", default=None, metavar="PATH", help="a copy you downloaded yourself: verify and unpack it")
+    p.add_argument("--file", default=None, metavar="PATH", type=cli_types.existing_file, help="a copy you downloaded yourself: verify and unpack it")
     p.add_argument("--keep", action="store_true", help="keep the downloaded archive after unpacking it")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p = subparser(subparsers, "data", "the registry's data sets: present or not, where, how big, how verified",

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from facelearn.data.files import decode_bgr, text_lines
 from facelearn.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -27,10 +28,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 def decode_image(data: bytes | np.ndarray, size: int | None = None, where: str = "<bytes>") -> torch.Tensor:
     """JPEG/PNG bytes → (3, size, size) float tensor in [−1, 1], RGB (insightface's (x/255 − 0.5)/0.5)."""
-    buf = np.frombuffer(bytes(data), dtype=np.uint8) if not isinstance(data, np.ndarray) else data.astype(np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
-    if img is None:
-        raise DataError.at(where, None, "cannot decode the image")
+    img = decode_bgr(data, where)
     if size is not None and img.shape[:2] != (size, size):
         img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
     img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
@@ -88,10 +86,9 @@ class IdentityFolder(Dataset):
 # -- LFW pairs.txt ---------------------------------------------------------------------------------------
 
 def _lfw_image(root: Path, name: str, number: str, path: Path, line: int) -> Path:
-    try:
-        k = int(number)
-    except ValueError:
-        raise DataError.at(path, line, f"image number {number!r} is not an integer") from None
+    if not number.isdigit() or len(number) > 9:
+        raise DataError.at(path, line, f"image number {number[:20]!r} is not a non-negative integer")
+    k = int(number)
     for candidate in (root / name / f"{name}_{k:04d}.jpg", root / name / f"{k}.jpg", root / name / f"{k:04d}.jpg"):
         if candidate.is_file():
             return candidate
@@ -112,14 +109,15 @@ def read_pairs(path: str | os.PathLike, root: str | os.PathLike | None = None) -
     if root is None:  # LFW: the images beside pairs.txt; SynthFace: pairs.txt beside test/
         root = path.parent / "test" if (path.parent / "test").is_dir() else path.parent
     root = Path(root)
-    lines = path.read_text().splitlines()
-    if not lines:
-        raise DataError.at(path, 1, "empty pairs file")
-    header = lines[0].split()
-    if not header or not all(h.isdigit() for h in header):
-        raise DataError.at(path, 1, f"expected a header '<folds> <pairs>', got {lines[0]!r}")
+    lines = text_lines(path)
+    n, first = next(lines, (1, ""))
+    header = first.split()
+    if not header:
+        raise DataError.at(path, 1, "empty pairs file: expected a header '<folds> <pairs>'")
+    if len(header) > 2 or not all(h.isdigit() and int(h) > 0 for h in header):
+        raise DataError.at(path, 1, f"expected a header '<folds> <pairs>' of positive integers, got {first[:60]!r}")
     pairs, same = [], []
-    for n, line in enumerate(lines[1:], start=2):
+    for n, line in lines:
         t = line.split()
         if not t:
             continue
@@ -187,7 +185,13 @@ def read_bin(path: str | os.PathLike, size: int | None = 112,
     if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
         raise DataError.at(path, None, "expected a pickled pair (images, issame)")
     bins, issame = obj
-    issame = np.asarray([bool(b) for b in issame])
+    if not isinstance(bins, (list, tuple)) or not all(isinstance(b, (bytes, bytearray, np.ndarray)) for b in bins):
+        raise DataError.at(path, None, "expected a list of encoded images (bytes) as the first item")
+    if isinstance(issame, np.ndarray):
+        issame = issame.tolist()
+    if not isinstance(issame, (list, tuple)) or not all(isinstance(b, (bool, int, np.bool_)) and b in (0, 1) for b in issame):
+        raise DataError.at(path, None, "expected a list of booleans (issame) as the second item")
+    issame = np.asarray([bool(b) for b in issame], dtype=bool)
     if len(bins) != 2 * len(issame):
         raise DataError.at(path, None, f"{len(bins)} images for {len(issame)} pairs (need twice as many)")
     images = [decode_image(b, size, f"{path}[image {i}]") for i, b in enumerate(tqdm(bins, disable=not progress, desc="decoding"))]
@@ -222,9 +226,15 @@ def unpack_record(payload: bytes, where: str = "<record>") -> tuple[np.ndarray, 
         raise DataError.at(where, None, f"record of {len(payload)} bytes is shorter than its header")
     flag, label, _, _ = _HEADER.unpack_from(payload)
     if flag == 0:
-        return np.array([label], dtype=np.float32), payload[_HEADER.size:]
-    end = _HEADER.size + 4 * flag
-    return np.frombuffer(payload[_HEADER.size:end], dtype=np.float32).copy(), payload[end:]
+        labels, image = np.array([label], dtype=np.float32), payload[_HEADER.size:]
+    else:
+        end = _HEADER.size + 4 * flag
+        if end > len(payload):
+            raise DataError.at(where, None, f"header promises {flag} labels but the record has {len(payload)} bytes")
+        labels, image = np.frombuffer(payload[_HEADER.size:end], dtype=np.float32).copy(), payload[end:]
+    if not np.isfinite(labels).all():
+        raise DataError.at(where, None, f"non-finite label {labels.tolist()[:4]}")
+    return labels, image
 
 
 def write_recordio(rec: str | os.PathLike, idx: str | os.PathLike, payloads: list[bytes], keys: list[int] | None = None) -> None:
@@ -248,12 +258,17 @@ class RecordIO:
             if not p.is_file():
                 raise DataError.at(p, None, "no such file")
         self.offsets: dict[int, int] = {}
-        for n, line in enumerate(self.idx.read_text().splitlines(), start=1):
+        size = self.rec.stat().st_size
+        for n, line in text_lines(self.idx):
             t = line.split()
             if not t:
                 continue
             if len(t) != 2 or not (t[0].isdigit() and t[1].isdigit()):
-                raise DataError.at(self.idx, n, f"expected '<key> <offset>', got {line!r}")
+                raise DataError.at(self.idx, n, f"expected '<key> <offset>', got {line[:60]!r}")
+            if int(t[1]) + 8 > size:
+                raise DataError.at(self.idx, n, f"offset {t[1]} lies beyond the end of {self.rec.name} ({size} bytes)")
+            if int(t[0]) in self.offsets:
+                raise DataError.at(self.idx, n, f"key {t[0]} appears twice")
             self.offsets[int(t[0])] = int(t[1])
         self._file: io.BufferedReader | None = None
 
@@ -298,9 +313,16 @@ class RecordIODataset(Dataset):
         keys = self.record.keys()
         if not keys:
             raise DataError.at(self.record.idx, None, "no records")
-        label, _ = unpack_record(self.record.read(keys[0]), str(self.record.rec))
+        label, _ = unpack_record(self.record.read(keys[0]), f"{self.record.rec}[{keys[0]}]")
         if len(label) >= 2 and keys[0] == 0:
+            if label[0] != round(label[0]) or not 1 <= label[0] <= len(keys):
+                raise DataError.at(self.record.rec, None, f"header record says images are records 1 … "
+                                   f"{label[0] - 1:g}, but {self.record.idx.name} lists {len(keys)} records")
             self.keys = list(range(1, int(label[0])))
+            missing = [k for k in self.keys if k not in self.record.offsets]
+            if missing:
+                raise DataError.at(self.record.idx, None, f"header record names {len(self.keys)} images but "
+                                   f"key {missing[0]} is not listed")
         else:
             self.keys = keys
         self.size, self.flip = size, flip

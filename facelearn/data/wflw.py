@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from facelearn.data.download import GROUPS, REGISTRY
+from facelearn.data.files import MAX_COORDINATE, text_lines
 from facelearn.errors import DataError
 
 N_WFLW = 98
@@ -87,9 +88,14 @@ def parse_wflw_line(line: str, path: str | os.PathLike = "<string>", lineno: int
         raise DataError.at(path, lineno, f"not a number: {bad!r}") from None
     if not np.all(np.isfinite(numbers)):
         raise DataError.at(path, lineno, "coordinates must be finite (found nan or inf)")
+    if np.abs(numbers).max() >= MAX_COORDINATE:
+        raise DataError.at(path, lineno, f"coordinate {np.abs(numbers).max():g} is not a pixel position")
     attributes = numbers[200:206]
     if not np.all((attributes == 0) | (attributes == 1)):
         raise DataError.at(path, lineno, f"attribute flags must be 0 or 1, got {tokens[200:206]}")
+    x0, y0, x1, y1 = numbers[196:200]
+    if not (x1 > x0 and y1 > y0):
+        raise DataError.at(path, lineno, f"empty face box {tokens[196:200]} (need x_max > x_min, y_max > y_min)")
     return LandmarkRecord(numbers[:196].reshape(N_WFLW, 2).astype(np.float32), numbers[196:200].astype(np.float32),
                           attributes.astype(np.int64), tokens[-1])
 
@@ -107,11 +113,7 @@ def read_wflw(path: str | os.PathLike) -> list[LandmarkRecord]:
     path = Path(path)
     if not path.is_file():
         raise DataError.at(path, None, "no such WFLW annotation file")
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if line.strip():
-                records.append(parse_wflw_line(line, path, lineno))
+    records = [parse_wflw_line(line, path, lineno) for lineno, line in text_lines(path) if line.strip()]
     if not records:
         raise DataError.at(path, None, "no annotations in file")
     return records
@@ -141,7 +143,7 @@ def read_pts(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataError.at(path, None, "no such .pts file")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = [line for _, line in text_lines(path)]
     header = {}
     i = 0
     while i < len(lines) and lines[i].strip() != "{":
@@ -157,6 +159,8 @@ def read_pts(path: str | os.PathLike) -> np.ndarray:
         n = int(header["n_points"])
     except (KeyError, ValueError):
         raise DataError.at(path, None, "missing or bad 'n_points:' header") from None
+    if n < 1:
+        raise DataError.at(path, None, f"'n_points: {n}' must be at least 1")
     points = []
     for j in range(i + 1, len(lines)):
         text = lines[j].strip()
@@ -164,8 +168,11 @@ def read_pts(path: str | os.PathLike) -> np.ndarray:
             break
         parts = text.split()
         if len(parts) != 2 or not all(_is_float(p) for p in parts):
-            raise DataError.at(path, j + 1, f"expected two numbers 'x y', got {text!r}")
-        points.append([float(parts[0]), float(parts[1])])
+            raise DataError.at(path, j + 1, f"expected two numbers 'x y', got {text[:60]!r}")
+        point = [float(parts[0]), float(parts[1])]
+        if not all(math.isfinite(v) and abs(v) < MAX_COORDINATE for v in point):
+            raise DataError.at(path, j + 1, f"coordinates must be finite pixel positions, got {text[:60]!r}")
+        points.append(point)
     else:
         raise DataError.at(path, None, "missing closing '}'")
     if len(points) != n:

@@ -9,12 +9,14 @@ Layout (DESIGN.md): ``WIDER_{train,val}/images/<event>/<name>.jpg``; ``{train,va
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from facelearn.data.files import MAX_COORDINATE, text_lines
 from facelearn.errors import DataError
 
 SETTINGS = ("easy", "medium", "hard")
@@ -53,32 +55,33 @@ def read_labels(path: str | os.PathLike) -> list[LabelledImage]:
         points = np.where(has[:, None, None], lm[:, :, :2], -1.0).astype(np.float32)
         images.append(LabelledImage(name, table[:, :4].copy(), points, has, table[:, 19].copy()))
 
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            text = line.strip()
-            if not text:
-                continue
-            if text.startswith("#"):
-                close()
-                name, rows, first = text[1:].strip(), [], number
-                if not name:
-                    raise DataError.at(path, number, "image line '#' has no file name")
-                continue
-            if name is None:
-                raise DataError.at(path, number, "face line before the first '# <event>/<name>.jpg' line")
-            try:
-                values = [float(v) for v in text.split()]
-            except ValueError:
-                raise DataError.at(path, number, f"expected numbers, got {text[:60]!r}") from None
-            if len(values) == 4:  # validation files: boxes only
-                values += [-1.0] * 16
-            elif len(values) == 19:  # training files without the blur column
-                values.append(-1.0)
-            if len(values) != 20:
-                raise DataError.at(path, number, f"expected 4 or 20 numbers, got {len(values)}")
-            if values[2] < 0 or values[3] < 0:
-                raise DataError.at(path, number, f"negative box size {values[2]} x {values[3]}")
-            rows.append(values)
+    for number, line in text_lines(path):
+        text = line.strip()
+        if not text:
+            continue
+        if text.startswith("#"):
+            close()
+            name, rows, first = text[1:].strip(), [], number
+            if not name:
+                raise DataError.at(path, number, "image line '#' has no file name")
+            continue
+        if name is None:
+            raise DataError.at(path, number, "face line before the first '# <event>/<name>.jpg' line")
+        try:
+            values = [float(v) for v in text.split()]
+        except ValueError:
+            raise DataError.at(path, number, f"expected numbers, got {text[:60]!r}") from None
+        if len(values) == 4:  # validation files: boxes only
+            values += [-1.0] * 16
+        elif len(values) == 19:  # training files without the blur column
+            values.append(-1.0)
+        if len(values) != 20:
+            raise DataError.at(path, number, f"expected 4 or 20 numbers, got {len(values)}")
+        if not all(math.isfinite(v) and abs(v) < MAX_COORDINATE for v in values):
+            raise DataError.at(path, number, f"numbers must be finite pixel values, got {text[:60]!r}")
+        if values[2] < 0 or values[3] < 0:
+            raise DataError.at(path, number, f"negative box size {values[2]} x {values[3]}")
+        rows.append(values)
     close()
     if not images and first == 0:
         raise DataError.at(path, None, "no '# <event>/<name>.jpg' lines: not a RetinaFace label file")
@@ -100,7 +103,23 @@ class ValGroundTruth:
 
 
 def _cell_str(cell: np.ndarray) -> str:
-    return str(np.asarray(cell).ravel()[0])
+    values = np.asarray(cell).ravel()
+    return str(values[0]) if values.size else ""
+
+
+def _cells_of(cell: np.ndarray, count: int | None, what: str, file: Path) -> list[np.ndarray]:
+    """The ``count`` entries of a MATLAB cell array (any orientation); :class:`DataError` if there are others."""
+    cell = np.asarray(cell)
+    if cell.dtype != object:
+        raise DataError.at(file, None, f"{what} is not a cell array")
+    entries = list(cell.ravel())
+    if count is not None and len(entries) != count:
+        raise DataError.at(file, None, f"{what} has {len(entries)} entries, expected {count}")
+    return entries
+
+
+def _cells(mat: dict, field: str, count: int | None, file: Path) -> list[np.ndarray]:
+    return _cells_of(mat[field], count, f"'{field}'", file)
 
 
 def read_val_ground_truth(folder: str | os.PathLike) -> ValGroundTruth:
@@ -120,22 +139,35 @@ def read_val_ground_truth(folder: str | os.PathLike) -> ValGroundTruth:
         for field in ("event_list", "file_list", "face_bbx_list") + (("gt_list",) if stem != "wider_face_val" else ()):
             if field not in mats[stem]:
                 raise DataError.at(file, None, f"no '{field}' variable")
-    full = mats["wider_face_val"]
-    events = [_cell_str(e) for e in full["event_list"].ravel()]
+    full, full_file = mats["wider_face_val"], folder / "wider_face_val.mat"
+    events = [_cell_str(e) for e in _cells(full, "event_list", None, full_file)]
     files: dict[str, list[str]] = {}
     boxes: dict[tuple[str, str], np.ndarray] = {}
+    file_lists = _cells(full, "file_list", len(events), full_file)
+    box_lists = _cells(full, "face_bbx_list", len(events), full_file)
     for i, event in enumerate(events):
-        names = [_cell_str(f) for f in full["file_list"][i, 0].ravel()]
+        names = [_cell_str(f) for f in np.asarray(file_lists[i]).ravel()]
         files[event] = names
+        event_boxes = _cells_of(box_lists[i], len(names), f"face_bbx_list of {event}", full_file)
         for j, name in enumerate(names):
-            boxes[event, name] = np.asarray(full["face_bbx_list"][i, 0][j, 0], dtype=np.float64).reshape(-1, 4)
+            b = np.asarray(event_boxes[j], dtype=np.float64)
+            if b.size and (b.ndim != 2 or b.shape[1] != 4):
+                raise DataError.at(full_file, None, f"boxes of {event}/{name} have shape {b.shape}, expected (N, 4)")
+            if not np.isfinite(b).all():  # (the official file holds one box of width -2: kept, as by the tool)
+                raise DataError.at(full_file, None, f"boxes of {event}/{name} are not finite")
+            boxes[event, name] = b.reshape(-1, 4)
     keep: dict[str, dict[tuple[str, str], np.ndarray]] = {}
     for setting in SETTINGS:
-        mat = mats[f"wider_{setting}_val"]
+        mat, mat_file = mats[f"wider_{setting}_val"], folder / f"wider_{setting}_val.mat"
+        gt_lists = _cells(mat, "gt_list", len(events), mat_file)
         keep[setting] = {}
         for i, event in enumerate(events):
+            event_gt = _cells_of(gt_lists[i], len(files[event]), f"gt_list of {event}", mat_file)
             for j, name in enumerate(files[event]):
-                idx = np.asarray(mat["gt_list"][i, 0][j, 0]).ravel().astype(np.int64) - 1
+                raw = np.asarray(event_gt[j]).ravel()
+                if raw.size and (not np.isfinite(raw.astype(np.float64)).all() or (raw != np.round(raw)).any()):
+                    raise DataError.at(mat_file, None, f"gt_list of {event}/{name} holds non-integer indices")
+                idx = raw.astype(np.int64) - 1
                 if idx.size and (idx.min() < 0 or idx.max() >= len(boxes[event, name])):
                     raise DataError.at(folder / f"wider_{setting}_val.mat", None,
                                        f"gt_list of {event}/{name} points outside its {len(boxes[event, name])} boxes")

@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from facelearn import cli_types
 from facelearn.cli import subparser
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
@@ -113,18 +114,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       "facelearn train retinaface --preset quick --export retinaface_mnet025_quick.pt",
                       _cmd_train)
         p.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="training recipe")
-        p.add_argument("--data", help="WIDER FACE folder (train/label.txt, WIDER_train/images, and for evaluation "
+        p.add_argument("--data", type=cli_types.existing_dir, help="WIDER FACE folder (train/label.txt, WIDER_train/images, and for evaluation "
                                       "WIDER_val/images + wider_face_split); default: the recipe's SynthFace export")
         p.add_argument("--checkpoint", help="Trainer checkpoint, resumed when it exists "
                                             "(default: cache folder/retinaface_<preset>.pt)")
         p.add_argument("--fresh", action="store_true", help="delete the checkpoint first and start over")
         p.add_argument("--export", help="also write a small inference checkpoint here")
-        p.add_argument("--epochs", type=int, help="override the recipe's epochs")
-        p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
-        p.add_argument("--lr", type=float, help="override the recipe's learning rate")
-        p.add_argument("--image-size", type=int, help="override the recipe's training crop size")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+        p.add_argument("--epochs", type=cli_types.positive_int, help="override the recipe's epochs")
+        p.add_argument("--batch-size", type=cli_types.positive_int, help="override the recipe's batch size")
+        p.add_argument("--lr", type=cli_types.positive_float, help="override the recipe's learning rate")
+        p.add_argument("--image-size", type=cli_types.positive_int, help="override the recipe's training crop size")
+        p.add_argument("--seed", type=cli_types.non_negative_int, default=0)
+        p.add_argument("--device", type=cli_types.device_name, help="cuda, mps or cpu (default: the best available)")
         p.add_argument("--no-eval", action="store_true", help="skip the WIDER FACE evaluation at the end")
         p.add_argument("--json", action="store_true", help="print the history and AP as JSON at the end")
         return
@@ -133,12 +134,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                   "the official WIDER FACE prediction layout <out>/<event>/<name>.txt",
                   "facelearn detect WIDER_val/images --checkpoint retinaface_mnet025_quick.pt "
                   "--out predictions/", _cmd_detect)
-    p.add_argument("target", help="an image file or a folder searched recursively (event = parent folder)")
-    p.add_argument("--checkpoint", required=True, help="file from `facelearn train retinaface --export` "
+    p.add_argument("target", type=cli_types.existing_path, help="an image file or a folder searched recursively (event = parent folder)")
+    p.add_argument("--checkpoint", required=True, type=cli_types.existing_file, help="file from `facelearn train retinaface --export` "
                                                        "or a Trainer checkpoint")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--threshold", type=float, default=0.02, help="keep detections above this score")
-    p.add_argument("--nms", type=float, default=0.4, help="NMS IoU threshold")
+    p.add_argument("--threshold", type=cli_types.probability, default=0.02, help="keep detections above this score")
+    p.add_argument("--nms", type=cli_types.probability, default=0.4, help="NMS IoU threshold")
     p.add_argument("--scale", type=float, nargs="+", default=None,
                    help="resize images by this factor for the network; several factors: an image pyramid "
                         "(default: octaves chosen from each image's size, so faces from 10 px to the whole "
@@ -148,9 +149,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--vote", type=float, metavar="IOU",
                    help="box voting: refine each detection from the candidates overlapping it at this IoU "
                         "(the paper uses 0.4)")
-    p.add_argument("--max-size", type=int, help="cap the long side of the resized image at this")
-    p.add_argument("--draw", type=float, nargs="?", const=0.5, metavar="MIN_SCORE",
+    p.add_argument("--max-size", type=cli_types.positive_int, help="cap the long side of the resized image at this")
+    p.add_argument("--draw", type=cli_types.probability, nargs="?", const=0.5, metavar="MIN_SCORE",
                    help="also write <out>/<event>/<name>.jpg with the boxes, scores and 5 landmarks of the "
                         "detections scoring at least MIN_SCORE (0.5 when not given)")
-    p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--device", type=cli_types.device_name, help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

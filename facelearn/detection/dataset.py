@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from facelearn.data.files import read_bgr
 from facelearn.data.transforms import DetectionAugment, Sample, letterbox, to_tensor
 from facelearn.data.widerface import LabelledImage, read_labels
 from facelearn.errors import DataError
@@ -87,9 +87,10 @@ class WiderFaceDetection(Dataset):
     def sample(self, index: int) -> Sample:
         """The raw image (BGR uint8) and its valid faces in pixels, before any transform."""
         label, line = self.items[index]
-        image = cv2.imread(str(self.image_dir / label.name), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DataError.at(self.label_file, line, f"cannot read image {self.image_dir / label.name}")
+        try:
+            image = read_bgr(self.image_dir / label.name)
+        except DataError as err:
+            raise DataError.at(self.label_file, line, f"cannot read image {err}") from None
         good = (label.boxes[:, 2] > 0) & (label.boxes[:, 3] > 0)
         xywh = label.boxes[good].astype(np.float32)
         boxes = np.c_[xywh[:, :2], xywh[:, :2] + xywh[:, 2:]].astype(np.float32)

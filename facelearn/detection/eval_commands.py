@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from facelearn import cli_types
 from facelearn.cli import subparser
 
 
@@ -34,8 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                   "AP on WIDER FACE val (easy/medium/hard) with the official MATLAB protocol: boxes sorted "
                   "by score, global score normalisation, IoU 0.5, 1000 thresholds, ignored faces, VOC AP",
                   "facelearn eval widerface --pred predictions/ --gt wider_face_split/ --json", _cmd_widerface)
-    p.add_argument("--pred", required=True, help="folder of <event>/<name>.txt prediction files")
-    p.add_argument("--gt", default=None,
+    p.add_argument("--pred", required=True, type=cli_types.existing_dir, help="folder of <event>/<name>.txt prediction files")
+    p.add_argument("--gt", default=None, type=cli_types.existing_dir,
                    help="folder with wider_face_val.mat and wider_{easy,medium,hard}_val.mat; when not "
                         "given: $FACELEARN_WIDER_GT, the data folder, else the copy shipped with facelearn")
     p.add_argument("--json", action="store_true", help="print AP, counts and PR curves as JSON")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facelearn.data.files import MAX_COORDINATE, text_lines
 from facelearn.data.widerface import ValGroundTruth
 from facelearn.errors import DataError
 
@@ -23,17 +24,13 @@ def read_prediction_file(path: str | os.PathLike) -> np.ndarray:
 
     Returns (N, 5) float64 ``x y w h score`` in file order (extra columns after the fifth are ignored, as
     by ``read_pred.m``). Raises :class:`DataError` naming ``path:line`` for a bad count, a bad number, a
-    non-finite value, or a count that disagrees with the box lines.
+    non-finite value, a negative width or height, or a count that disagrees with the box lines.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DataError.at(path, None, "not a text file") from None
-    lines = text.splitlines()
-    if not lines:
+    lines = text_lines(path)
+    if next(lines, None) is None:
         raise DataError.at(path, 1, "empty prediction file: expected the image name, then the box count")
-    numbered = [(i, line.strip()) for i, line in enumerate(lines[1:], start=2) if line.strip()]
+    numbered = [(i, line.strip()) for i, line in lines if line.strip()]
     if not numbered:
         raise DataError.at(path, 2, "missing the box count line")
     count_line, count_text = numbered[0]
@@ -41,7 +38,7 @@ def read_prediction_file(path: str | os.PathLike) -> np.ndarray:
         count_value = float(count_text)
     except ValueError:
         raise DataError.at(path, count_line, f"expected the box count, got {count_text[:60]!r}") from None
-    if not (count_value >= 0 and count_value == int(count_value)):
+    if not (0 <= count_value < 1e9 and count_value == int(count_value)):
         raise DataError.at(path, count_line, f"box count must be a whole number >= 0, got {count_text[:60]!r}")
     count = int(count_value)
     rows = numbered[1:]
@@ -55,7 +52,7 @@ def read_prediction_file(path: str | os.PathLike) -> np.ndarray:
     try:  # fast path: every line exactly five numbers
         if all(len(t) == 5 for t in tokens):
             boxes = np.array([v for t in tokens for v in t], dtype=np.float64).reshape(count, 5)
-            if np.isfinite(boxes).all():
+            if np.isfinite(boxes).all() and (np.abs(boxes[:, :4]) < MAX_COORDINATE).all() and (boxes[:, 2:4] >= 0).all():
                 return boxes
     except ValueError:
         pass
@@ -69,6 +66,10 @@ def read_prediction_file(path: str | os.PathLike) -> np.ndarray:
             raise DataError.at(path, number, f"expected numbers, got {row[:60]!r}") from None
         if not np.isfinite(out[k]).all():
             raise DataError.at(path, number, f"non-finite value in {row[:60]!r}")
+        if not (np.abs(out[k, :4]) < MAX_COORDINATE).all():
+            raise DataError.at(path, number, f"box {row[:60]!r} is not in pixels")
+        if (out[k, 2:4] < 0).any():
+            raise DataError.at(path, number, f"negative box size {out[k, 2]:g} x {out[k, 3]:g}")
     return out
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from facelearn.data.files import read_rgb
 from facelearn.detection.loss import LossConfig, MultiTaskLoss
 from facelearn.detection.test_time import PROTOCOLS
 
@@ -143,18 +144,6 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}: expected sgd or adamw")
-
-
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """An image file as H×W×3 uint8 RGB; :class:`DataError` naming the file if it cannot be read."""
-    import cv2
-
-    from facelearn.errors import DataError
-
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError.at(path, None, "not a readable image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 @torch.no_grad()

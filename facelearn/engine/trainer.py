@@ -15,7 +15,6 @@ so it resumes on any number of processes.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -32,7 +31,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, WeightedRa
 
 from facelearn import runtime
 from facelearn.engine import distributed
-from facelearn.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from facelearn.engine.checkpoint import (check_resumable, load_checkpoint, remove_stale_temporaries, rng_state,
+                                        save_checkpoint, set_rng_state, stop_if_nonfinite, sync_log)
+from facelearn.errors import TrainingStopped
 
 LossFn = Callable[[nn.Module, Any], "tuple[torch.Tensor, dict[str, float]]"]
 
@@ -150,8 +151,12 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.step = 0  # iterations completed
         self.history: list[dict[str, float]] = []
+        if self.checkpoint is not None and distributed.is_main():
+            remove_stale_temporaries(self.checkpoint)  # left by a write that was killed before its rename
         if self.checkpoint is not None and self.checkpoint.exists():
-            self.load_state_dict(load_checkpoint(self.checkpoint, map_location=self.device))
+            state = load_checkpoint(self.checkpoint, map_location=self.device)
+            check_resumable(state, self.checkpoint, self.model, meta, shapes=self.world_size == 1)
+            self.load_state_dict(state)
         self._forward: nn.Module = _Objective(self.model, loss_fn)
         if self.world_size > 1:  # wrapping broadcasts rank 0's weights, so every process starts equal
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -168,14 +173,17 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             loss, logs = self._forward(batch)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at iteration {self.step}; lower the learning rate")
+            raise TrainingStopped(f"loss is {loss.item()} at iteration {self.step}; lower the learning rate")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()  # under DDP: gradients averaged over the processes here
         if self.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             self._clip_gradients(self.grad_clip)
+        if not self.scaler.is_enabled():  # fp16's scaler skips a step with infinite gradients by itself
+            stop_if_nonfinite("gradients", (p.grad for p in self.model.parameters() if p.grad is not None), self.step)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        stop_if_nonfinite("weights", self.model.parameters(), self.step)
         if self.scheduler is not None:
             self.scheduler.step()
         self.step += 1
@@ -211,6 +219,8 @@ class Trainer:
         main = distributed.is_main()
         if self.world_size > 1 and main and remaining:
             print(self.scale_line(loader), flush=True)
+        if self.checkpoint is not None and main and self.history:  # a kill after a checkpoint, before its log line
+            sync_log(self.checkpoint.with_suffix(".log.jsonl"), [self._log_record(r, loader) for r in self.history])
         bar = tqdm(total=remaining * len(loader), desc="training", disable=not (progress and main and remaining))
         while self.epoch < epochs:
             self._reseed(loader, self.epoch)
@@ -233,9 +243,11 @@ class Trainer:
                 state = self.state_dict() if self.checkpoint is not None and (main or self._sharded()) else None
                 if state is not None and main:
                     save_checkpoint(state, self.checkpoint)
-                    with open(self.checkpoint.with_suffix(".log.jsonl"), "a") as log:
-                        log.write(json.dumps(self._log_record(record, loader)) + "\n")
+                    sync_log(self.checkpoint.with_suffix(".log.jsonl"), [self._log_record(r, loader) for r in self.history])
                 distributed.barrier()  # no process runs ahead of a checkpoint being written
+            except TrainingStopped:
+                bar.close()  # so that the one-line message starts a line of its own
+                raise
             except RuntimeError as err:
                 if not distributed.lost_peer(err):
                     raise

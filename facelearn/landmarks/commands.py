@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facelearn import cli_types
 from facelearn.errors import DataError
 
 
@@ -51,8 +52,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
                                              attributes=args.attributes or rec.loss.attributes,
                                              level_pitch=args.level_pitch or rec.loss.level_pitch))
     if args.epochs is not None:
-        if args.epochs < 1:
-            raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
         rec = rec.with_(epochs=args.epochs)
     root = Path(args.data) if args.data else None
     if root is None:
@@ -116,7 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p = subparser(subparsers, "pfld", "train PFLD and its auxiliary Euler-angle net (recipe quick or full)",
                       "facelearn train pfld --preset quick --out pfld-quick.pt", _cmd_train)
         p.add_argument("--preset", default="quick", choices=["quick", "full"], help="training recipe")
-        p.add_argument("--data", help="WFLW-layout folder (default for quick: a SynthFace export, made if missing)")
+        p.add_argument("--data", type=cli_types.existing_dir, help="WFLW-layout folder (default for quick: a SynthFace export, made if missing)")
         p.add_argument("--out", required=True, help="model checkpoint to write (trainer state goes beside it)")
         p.add_argument("--loss", default="weighted", choices=["weighted", "plain"], help="PFLD loss or plain")
         p.add_argument("--distance", default="l2", choices=["l2", "l1"], help="landmark distance")
@@ -125,22 +124,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "(default: the recipe's)")
         p.add_argument("--level-pitch", choices=["zero", "median"],
                        help="pitch that counts as level for head up/down (default: the recipe's)")
-        p.add_argument("--epochs", type=int, help="override the recipe's epochs")
-        p.add_argument("--seed", type=int, default=0, help="random seed")
-        p.add_argument("--device", help="cpu, cuda, mps (default: best available)")
+        p.add_argument("--epochs", type=cli_types.positive_int, help="override the recipe's epochs")
+        p.add_argument("--seed", type=cli_types.non_negative_int, default=0, help="random seed")
+        p.add_argument("--device", type=cli_types.device_name, help="cpu, cuda, mps (default: best available)")
     elif subparsers.dest.startswith("eval"):
         p = subparser(subparsers, "landmarks", "NME (inter-ocular), FR@0.1, AUC@0.1, per WFLW attribute subset",
                       "facelearn eval landmarks --checkpoint pfld-quick.pt --data ~/.cache/facelearn/data/"
                       "synthface-wflw --json", _cmd_eval)
-        p.add_argument("--checkpoint", help="PFLD checkpoint from 'facelearn train pfld'")
-        p.add_argument("--data", help="WFLW-layout folder to evaluate on")
+        p.add_argument("--checkpoint", type=cli_types.existing_file, help="PFLD checkpoint from 'facelearn train pfld'")
+        p.add_argument("--data", type=cli_types.existing_dir, help="WFLW-layout folder to evaluate on")
         p.add_argument("--split", default="test", choices=["train", "test"], help="which annotation file")
-        p.add_argument("--pred", help="predicted landmarks as a WFLW annotation file (instead of a model)")
+        p.add_argument("--pred", type=cli_types.existing_file, help="predicted landmarks as a WFLW annotation file (instead of a model)")
         p.add_argument("--flip", action="store_true",
                        help="with --checkpoint: average each prediction with the mirrored crop's (the quick recipe's "
                             "test protocol)")
-        p.add_argument("--gt", help="ground-truth WFLW annotation file, same faces in the same order as --pred")
-        p.add_argument("--device", help="cpu, cuda, mps")
+        p.add_argument("--gt", type=cli_types.existing_file, help="ground-truth WFLW annotation file, same faces in the same order as --pred")
+        p.add_argument("--device", type=cli_types.device_name, help="cpu, cuda, mps")
         p.add_argument("--json", action="store_true", help="print JSON")
     else:
         raise ValueError(f"facelearn.landmarks.commands registers under 'train' or 'eval', not {subparsers.dest!r}")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from facelearn.data.files import read_rgb
 from facelearn.data.wflw import LandmarkRecord, flip_permutation
 from facelearn.errors import DataError
 from facelearn.landmarks.euler import euler_from_landmarks
@@ -100,10 +101,7 @@ class LandmarkCrops(Dataset):
         if name in self._cache:
             return self._cache[name]
         path = self.images_dir / name
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise DataError.at(path, None, "missing or unreadable image")
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        img = read_rgb(path)
         if self.cache_images:
             self._cache[name] = img
         return img

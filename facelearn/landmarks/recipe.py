@@ -223,17 +223,13 @@ def shipped_checkpoint(name: str) -> Path:
 def estimate_angles(records: list[LandmarkRecord], images_dir: str | os.PathLike) -> np.ndarray:
     """Yaw, pitch, roll (radians) of each face from its annotated landmarks with
     :func:`facelearn.landmarks.euler.euler_from_landmarks`, in the camera of its full image → (N, 3)."""
-    import cv2
-
-    from facelearn.errors import DataError
+    from facelearn.data.files import read_bgr
     from facelearn.landmarks.euler import euler_from_landmarks
 
     out = []
     for r in records:
         path = Path(images_dir) / r.image
-        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            raise DataError.at(path, None, "missing or unreadable image")
+        img = read_bgr(path)
         out.append(euler_from_landmarks(r.landmarks, img.shape[1], img.shape[0]))
     return np.stack(out)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facelearn import cli_types
 from facelearn.errors import DataError
 
 
@@ -142,32 +143,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p = subparser(subparsers, "recognition", "train a face-recognition backbone with a margin or metric loss",
                       "facelearn train recognition --data faces/train --loss arcface --val faces/pairs.txt "
                       "--out arcface.pt", _train)
-        p.add_argument("--data", help="identity folder (root/<identity>/<image>) or train.rec (default: the "
+        p.add_argument("--data", type=cli_types.existing_path, help="identity folder (root/<identity>/<image>) or train.rec (default: the "
                        "chapters' SynthFace identity set, exported if missing, validated on its pairs)")
         p.add_argument("--preset", choices=("quick", "full"), default="quick", help="recipe")
         p.add_argument("--loss", choices=LOSSES, help="loss (default: the preset's, arcface)")
         p.add_argument("--backbone", help="model preset (see `facelearn models --task recognition`)")
-        p.add_argument("--epochs", type=int)
-        p.add_argument("--batch-size", type=int)
-        p.add_argument("--lr", type=float)
-        p.add_argument("--s", type=float, help="scale s of the normalised heads")
-        p.add_argument("--m", type=float, help="margin (ArcFace m, CosFace m, SphereFace integer m)")
-        p.add_argument("--sample-rate", type=float, help="Partial FC: class centres split over the processes, "
+        p.add_argument("--epochs", type=cli_types.positive_int)
+        p.add_argument("--batch-size", type=cli_types.positive_int)
+        p.add_argument("--lr", type=cli_types.positive_float)
+        p.add_argument("--s", type=cli_types.positive_float, help="scale s of the normalised heads")
+        p.add_argument("--m", type=cli_types.non_negative_float, help="margin (ArcFace m, CosFace m, SphereFace integer m)")
+        p.add_argument("--sample-rate", type=cli_types.fraction, help="Partial FC: class centres split over the processes, "
                        "this share of them sampled each step (arcface, cosface, combined)")
-        p.add_argument("--val", help="pairs file or .bin to evaluate on after training")
-        p.add_argument("--val-root", help="image root of a pairs file (default: its folder)")
-        p.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--val", type=cli_types.existing_file, help="pairs file or .bin to evaluate on after training")
+        p.add_argument("--val-root", type=cli_types.existing_dir, help="image root of a pairs file (default: its folder)")
+        p.add_argument("--device", type=cli_types.device_name, help="cpu, cuda, mps (default: the best available)")
+        p.add_argument("--seed", type=cli_types.non_negative_int, default=0)
         p.add_argument("--out", required=True, help="checkpoint to write (backbone + recipe)")
     else:
         p = subparser(subparsers, "verification", "10-fold verification accuracy, ROC AUC and TAR@FAR on pairs",
                       "facelearn eval verification --data lfw.bin --checkpoint arcface.pt --json", _eval)
-        p.add_argument("--data", "--bin", "--pairs", dest="data", help=".bin set or LFW-style pairs.txt")
-        p.add_argument("--root", help="image root of a pairs file (default: its folder)")
-        p.add_argument("--checkpoint", help="model written by `facelearn train recognition`")
-        p.add_argument("--embeddings", help="precomputed (2P, D) embeddings .npy, pairs in consecutive rows")
-        p.add_argument("--issame", help="(P,) booleans .npy")
-        p.add_argument("--folds", type=int, default=10)
+        p.add_argument("--data", "--bin", "--pairs", dest="data", type=cli_types.existing_file, help=".bin set or LFW-style pairs.txt")
+        p.add_argument("--root", type=cli_types.existing_dir, help="image root of a pairs file (default: its folder)")
+        p.add_argument("--checkpoint", type=cli_types.existing_file, help="model written by `facelearn train recognition`")
+        p.add_argument("--embeddings", type=cli_types.existing_file, help="precomputed (2P, D) embeddings .npy, pairs in consecutive rows")
+        p.add_argument("--issame", type=cli_types.existing_file, help="(P,) booleans .npy")
+        p.add_argument("--folds", type=cli_types.int_at_least(2), default=10)
         p.add_argument("--no-flip", action="store_true", help="do not add the mirrored image's embedding")
-        p.add_argument("--device", help="cpu, cuda, mps")
+        p.add_argument("--device", type=cli_types.device_name, help="cpu, cuda, mps")
         p.add_argument("--json", action="store_true", help="print JSON")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from facelearn import cli_types
 from facelearn.cli import subparser
 from facelearn.data.synthface.export import PRESETS, export_identities, export_widerface, export_wflw
 
@@ -12,7 +13,7 @@ from facelearn.data.synthface.export import PRESETS, export_identities, export_w
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="default sizes for the counts")
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
+    p.add_argument("--seed", type=cli_types.non_negative_int, default=0, help="random seed (same seed, same bytes)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -53,19 +54,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                   "write a SynthFace detection set in WIDER FACE's layout (images, RetinaFace label.txt, official val .mat)",
                   "facelearn synth widerface --out data/synth_widerface --n-train 400 --n-val 100 --image-size 320", _widerface)
     _common(p)
-    p.add_argument("--n-train", type=int, help=f"training images (quick: {q.widerface[0]})")
-    p.add_argument("--n-val", type=int, help=f"validation images (quick: {q.widerface[1]})")
-    p.add_argument("--image-size", type=int, help=f"image width in pixels; face sizes scale with it (quick: {q.widerface[2]})")
+    p.add_argument("--n-train", type=cli_types.positive_int, help=f"training images (quick: {q.widerface[0]})")
+    p.add_argument("--n-val", type=cli_types.positive_int, help=f"validation images (quick: {q.widerface[1]})")
+    p.add_argument("--image-size", type=cli_types.positive_int, help=f"image width in pixels; face sizes scale with it (quick: {q.widerface[2]})")
     p = subparser(subparsers, "wflw", "write a SynthFace landmark set in WFLW's layout (98 points, box, 6 attributes)",
                   "facelearn synth wflw --out data/synth_wflw --n-train 1500 --n-test 500", _wflw)
     _common(p)
-    p.add_argument("--n-train", type=int, help=f"training photos (quick: {q.wflw[0]})")
-    p.add_argument("--n-test", type=int, help=f"test photos (quick: {q.wflw[1]})")
+    p.add_argument("--n-train", type=cli_types.positive_int, help=f"training photos (quick: {q.wflw[0]})")
+    p.add_argument("--n-test", type=cli_types.positive_int, help=f"test photos (quick: {q.wflw[1]})")
     p = subparser(subparsers, "identities",
                   "write a SynthFace identity set: aligned crops per identity, LFW pairs.txt and an insightface .bin",
                   "facelearn synth identities --out data/synth_ids --n-identities 200 --images-per-identity 10", _identities)
     _common(p)
-    p.add_argument("--n-identities", type=int, help=f"training identities (quick: {q.identities[0]})")
-    p.add_argument("--images-per-identity", type=int, help=f"images per identity (quick: {q.identities[1]})")
-    p.add_argument("--n-test-identities", type=int, help=f"test identities for the pairs (quick: {q.identities[2]})")
-    p.add_argument("--image-size", type=int, default=112, help="crop size in pixels (aligned like insightface)")
+    p.add_argument("--n-identities", type=cli_types.positive_int, help=f"training identities (quick: {q.identities[0]})")
+    p.add_argument("--images-per-identity", type=cli_types.int_at_least(2), help=f"images per identity (quick: {q.identities[1]})")
+    p.add_argument("--n-test-identities", type=cli_types.int_at_least(2), help=f"test identities for the pairs (quick: {q.identities[2]})")
+    p.add_argument("--image-size", type=cli_types.positive_int, default=112, help="crop size in pixels (aligned like insightface)")

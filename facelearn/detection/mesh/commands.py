@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from facelearn import cli_types
 from facelearn.cli import subparser
 
 
@@ -17,9 +18,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from facelearn.engine import distributed
 
     changes = {k: v for k, v in {"epochs": args.epochs, "n_train": args.n_train}.items() if v is not None}
-    for k, v in changes.items():
-        if v <= 0:
-            raise ValueError(f"--{k.replace('_', '-')} must be positive, got {v}")
     cfg = decoder_config(args.preset, **changes)
     out = Path(args.out)
     if out.exists() and out.is_dir():
@@ -51,9 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                   _cmd_train)
     p.add_argument("--preset", default="quick", choices=["quick", "full"], help="decoder recipe (default quick)")
     p.add_argument("--out", required=True, help="checkpoint file to write")
-    p.add_argument("--epochs", type=int, help="override the preset's epochs")
-    p.add_argument("--n-train", dest="n_train", type=int, help="override the number of training meshes")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", help="cpu, cuda, mps (default: best available)")
+    p.add_argument("--epochs", type=cli_types.positive_int, help="override the preset's epochs")
+    p.add_argument("--n-train", dest="n_train", type=cli_types.positive_int, help="override the number of training meshes")
+    p.add_argument("--seed", type=cli_types.non_negative_int, default=0)
+    p.add_argument("--device", type=cli_types.device_name, help="cpu, cuda, mps (default: best available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="also print the history and metrics as JSON")
