@@ -168,3 +168,23 @@ def test_truncated_recordio_through_train(tmp_path, capsys):
                               + [identities.pack_record(i % 2, jpg, i + 1) for i in range(4)])
     assert main(["train", "recognition", "--data", str(rec), "--out", str(tmp_path / "m.pt"), "--epochs", "1"]) == 2
     _one_line(capsys, "train.rec", "header record says")
+
+
+def test_damaged_embeddings_through_eval(tmp_path, capsys):
+    same = tmp_path / "S.npy"
+    np.save(same, np.array([True, False] * 10))
+    cases = [(np.full((40, 4), np.nan), "E.npy", "NaN or infinite"), (np.array(["a"] * 40), "E.npy", "numeric"),
+             (np.random.default_rng(0).normal(size=(38, 4)), "E.npy", "expected (40, D) embeddings")]
+    for emb, name, message in cases:
+        np.save(tmp_path / "E.npy", emb)
+        assert main(["eval", "verification", "--embeddings", str(tmp_path / "E.npy"), "--issame", str(same)]) == 2
+        _one_line(capsys, name, message)
+    np.save(tmp_path / "E.npy", np.random.default_rng(0).normal(size=(40, 4)))
+    for bad, message in [(np.arange(20) + 5, "expected (P,) booleans"), (b"", "not a plain .npy"),
+                         (b"\x93NUMPY junk", "not a plain .npy")]:
+        if isinstance(bad, bytes):
+            same.write_bytes(bad)
+        else:
+            np.save(same, bad)
+        assert main(["eval", "verification", "--embeddings", str(tmp_path / "E.npy"), "--issame", str(same)]) == 2
+        _one_line(capsys, "S.npy", message)

@@ -103,7 +103,13 @@ def _eval(args: argparse.Namespace) -> int:
     if args.embeddings is not None:
         if args.issame is None:
             raise ValueError("--embeddings needs --issame")
-        emb, issame = _load_npy(args.embeddings), _load_npy(args.issame).astype(bool)
+        emb, issame = _load_npy(args.embeddings), _load_npy(args.issame)
+        if issame.ndim != 1 or not np.isin(issame, (0, 1)).all():
+            raise DataError.at(args.issame, None, f"expected (P,) booleans, got shape {issame.shape} with values "
+                                                  f"{np.unique(issame)[:4].tolist()}")
+        issame = issame.astype(bool)
+        if not np.isfinite(emb).all():
+            raise DataError.at(args.embeddings, None, "embeddings hold NaN or infinite values")
         if emb.ndim != 2 or len(emb) != 2 * len(issame):
             raise DataError.at(args.embeddings, None, f"expected ({2 * len(issame)}, D) embeddings for "
                                f"{len(issame)} pairs, got shape {emb.shape}")
@@ -130,9 +136,12 @@ def _load_npy(path: str) -> np.ndarray:
     if not Path(path).is_file():
         raise DataError.at(path, None, "no such file")
     try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as err:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as err:
         raise DataError.at(path, None, f"not a plain .npy array ({err})") from None
+    if not isinstance(array, np.ndarray) or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise DataError.at(path, None, f"expected a numeric .npy array, got {getattr(array, 'dtype', type(array))}")
+    return array
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
