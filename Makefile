@@ -23,7 +23,7 @@ export FACELEARN_HOME ?= $(CURDIR)/_build/facelearn_home
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test unit notebooks book-strict browser-check setup vendor chromium checkpoints clean
+.PHONY: book test unit notebooks book-strict browser-check setup vendor chromium checkpoints clean student
 
 book: setup vendor
 	$(BIN)/jupyter-book build . --keep-going
@@ -62,6 +62,11 @@ chromium:
 	    echo "installing Debian's chromium for the browser test"; \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	    $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+
+# Student notebooks: solutions removed, answers stubbed with ..., self-checks kept (`facelearn grade` scores one).
+# The HTML build publishes the same files under _build/html/student/.
+student: setup
+	$(BIN)/python -m facelearn.teaching.student notebooks student
 
 unit: setup
 	$(BIN)/python -m pytest -q -m "not book" tests

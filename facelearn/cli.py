@@ -12,6 +12,7 @@ Subcommands delegate to the library. Each task package contributes its own subco
     facelearn detect IMAGE …            run a face detector
     facelearn embed|landmarks IMAGES …  embeddings or landmarks of faces (crops, or photographs with --detect)
     facelearn export onnx …             a checkpoint as an ONNX graph
+    facelearn grade NOTEBOOK…           run a student notebook's self-checks and print its score
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ PLUGINS: list[tuple[str, str]] = [
     ("synth", "facelearn.data.synthface.commands"),
     ("", "facelearn.data.commands"),
     ("", "facelearn.commands"),
+    ("", "facelearn.teaching.grade"),
     ("export", "facelearn.onnx_export"),
 ]
 

@@ -3,7 +3,14 @@
 Jupyter Book 1 registers sphinx-thebe's inline configuration script twice on every page, which makes the
 browser report "Identifier 'THEBE_JS_URL' has already been declared"; this extension drops duplicate
 script entries (same source and attributes) from each page before it is written.
+
+It also publishes the student notebooks (:mod:`facelearn.teaching.student`): every chapter with exercises
+gets a link under its title to ``student/NN_name.ipynb``, which the HTML build writes next to the pages.
 """
+
+from pathlib import Path
+
+from docutils import nodes
 
 
 def _drop_duplicate_scripts(app, pagename, templatename, context, doctree):
@@ -17,6 +24,37 @@ def _drop_duplicate_scripts(app, pagename, templatename, context, doctree):
     context["script_files"] = unique
 
 
+def _chapters_with_exercises(app) -> set:
+    if not hasattr(app.env, "facelearn_student_chapters"):
+        import nbformat
+        from facelearn.teaching.student import has_exercises
+
+        chapters = sorted((Path(app.srcdir) / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+        app.env.facelearn_student_chapters = {p.stem for p in chapters if has_exercises(nbformat.read(p, as_version=4))}
+    return app.env.facelearn_student_chapters
+
+
+def _link_student_version(app, doctree, docname):
+    folder, _, stem = docname.partition("/")
+    if app.builder.format != "html" or folder != "notebooks" or stem not in _chapters_with_exercises(app):
+        return
+    section = next(iter(doctree.findall(nodes.section)), None)
+    if section is None:
+        return
+    link = nodes.reference("", f"{stem}.ipynb", refuri=f"../student/{stem}.ipynb")
+    section.insert(1, nodes.paragraph("", "", nodes.emphasis("", "", nodes.Text(
+        "Student version of this chapter (solutions removed, the self-checks kept): "), link)))
+
+
+def _write_student_notebooks(app, exception):
+    if exception is None and app.builder.format == "html":
+        from facelearn.teaching.student import write_student_notebooks
+
+        write_student_notebooks(Path(app.srcdir) / "notebooks", Path(app.outdir) / "student")
+
+
 def setup(app):
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
+    app.connect("doctree-resolved", _link_student_version)
+    app.connect("build-finished", _write_student_notebooks)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
