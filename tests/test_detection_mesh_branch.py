@@ -136,3 +136,22 @@ def test_quick_dense_recipe_trains_and_exports(tmp_path):
     assert np.isfinite(history[-1]["dense"]) and history[-1]["rendered"] > 0
     path = export_weights(model, tmp_path / "qd.pt", preset=cfg.model, recipe=cfg.name)
     assert "dense" in load_detector(path).heads
+
+
+def test_fine_tune_starts_both_runs_from_the_shipped_detector(tmp_path):
+    """Branch off and on start from the same shipped weights, read through the registry (at learning rate 0
+    every weight but BatchNorm's running statistics stays the shipped one)."""
+    from facelearn.data.synthface import export_widerface
+    from facelearn.detection.mesh.ablation import fine_tune
+    from facelearn.detection.training import find_checkpoint, load_detector
+
+    root = tmp_path / "wider"
+    export_widerface(root, n_train=2, n_val=0, image_size=256, seed=3, progress=False)
+    start = find_checkpoint("retinaface_mnet025_quick.pt")
+    shipped = load_detector(start).state_dict()
+    for recipe in ("quick", "quick-dense"):
+        model, history = fine_tune(recipe, start, root, images=2, epochs=1, device="cpu", lr_scale=0.0)
+        assert len(history) == 1
+        weights = model.state_dict()
+        assert all(torch.equal(weights[k], shipped[k]) for k in shipped if not k.endswith("running_mean")
+                   and not k.endswith("running_var") and not k.endswith("num_batches_tracked"))
