@@ -89,6 +89,7 @@ NONSENSE = [
     (["synth", "identities", "--out", "s", "--images-per-identity", "1"], "--images-per-identity"),
     (["embed", ".", "--checkpoint", str(ARCFACE), "--out", "E.npy", "--threshold", "-1"], "--threshold"),
     (["fetch", "wider_val", "--file", "/no/such/archive.zip"], "--file"),
+    (["models", "--task", "detections"], "--task"),
 ]
 
 
