@@ -123,7 +123,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--epochs", type=cli_types.positive_int, help="override the recipe's epochs")
         p.add_argument("--batch-size", type=cli_types.positive_int, help="override the recipe's batch size")
         p.add_argument("--lr", type=cli_types.positive_float, help="override the recipe's learning rate")
-        p.add_argument("--image-size", type=cli_types.positive_int, help="override the recipe's training crop size")
+        p.add_argument("--image-size", type=cli_types.int_at_least(32), help="override the recipe's training crop size")
         p.add_argument("--seed", type=cli_types.non_negative_int, default=0)
         p.add_argument("--device", type=cli_types.device_name, help="cuda, mps or cpu (default: the best available)")
         p.add_argument("--no-eval", action="store_true", help="skip the WIDER FACE evaluation at the end")
@@ -149,7 +149,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--vote", type=float, metavar="IOU",
                    help="box voting: refine each detection from the candidates overlapping it at this IoU "
                         "(the paper uses 0.4)")
-    p.add_argument("--max-size", type=cli_types.positive_int, help="cap the long side of the resized image at this")
+    p.add_argument("--max-size", type=cli_types.int_at_least(32), help="cap the long side of the resized image at this")
     p.add_argument("--draw", type=cli_types.probability, nargs="?", const=0.5, metavar="MIN_SCORE",
                    help="also write <out>/<event>/<name>.jpg with the boxes, scores and 5 landmarks of the "
                         "detections scoring at least MIN_SCORE (0.5 when not given)")
