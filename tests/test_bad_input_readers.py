@@ -319,6 +319,17 @@ def test_truncated_images_are_refused_by_every_reader(tmp_path, kind):
     _raises(lambda: files.read_bgr(bad), f"cut{kind}", "truncated")
 
 
+def test_truncated_jpeg_with_a_complete_thumbnail_inside(tmp_path):
+    main, thumb = _image(".jpg", 64, 64), _image(".jpg", 8, 8)
+    app1 = b"\xff\xe1" + struct.pack(">H", len(thumb) + 8) + b"Exif\0\0" + thumb  # the thumbnail has its own FF D9
+    whole = main[:2] + app1 + main[2:]
+    f = tmp_path / "exif.jpg"
+    f.write_bytes(whole)
+    assert files.read_rgb(f).shape == (64, 64, 3)
+    f.write_bytes(whole[: len(whole) - len(main) // 3])
+    _raises(lambda: files.read_rgb(f), "exif.jpg", "truncated JPEG")
+
+
 def test_zero_byte_and_wrong_magic_images(tmp_path):
     empty, text = tmp_path / "empty.jpg", tmp_path / "text.jpg"
     empty.write_bytes(b"")

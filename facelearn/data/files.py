@@ -55,8 +55,9 @@ def text_lines(path: str | os.PathLike, max_bytes: int = MAX_LINE_BYTES) -> Iter
 
 def _incomplete(data: bytes) -> str | None:
     """Why ``data`` is not a whole JPEG/PNG/BMP file, or ``None`` when it looks complete (or is another format)."""
-    if data[:2] == b"\xff\xd8":
-        return None if data.rfind(b"\xff\xd9") > 2 else "truncated JPEG (no end-of-image marker FF D9)"
+    if data[:2] == b"\xff\xd8":  # FF D9 after the last start-of-scan FF DA (not a thumbnail's inside APP1)
+        end, scan = data.rfind(b"\xff\xd9"), data.rfind(b"\xff\xda")
+        return None if end > max(scan, 2) else "truncated JPEG (no end-of-image marker FF D9 after its last scan)"
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         return None if data.rfind(b"IEND") > 8 else "truncated PNG (no IEND chunk)"
     if data[:2] == b"BM" and len(data) >= 6:
