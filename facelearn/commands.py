@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 from facelearn import cli_types
 from facelearn.cli import subparser
@@ -24,39 +21,13 @@ _EXAMPLES = {
 }
 
 
-def load_task_model(task: str, path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, int | None]:
-    """(network in eval mode, side of the square input it reads or None for any size) of a ``task`` checkpoint
-    (``detection``, ``recognition`` or ``landmarks``); a checkpoint of another task is refused with one line."""
-    from facelearn.detection.training import load_detector
-    from facelearn.landmarks.recipe import load as load_pfld
-    from facelearn.pipeline import load_recogniser
+def _load(task: str, path: str, runtime: str):  # noqa: ANN202
+    """(network, crop size) of a checkpoint, run by PyTorch or by ONNX Runtime from its exported graph."""
+    from facelearn.onnx_export import with_runtime
+    from facelearn.pipeline import load_model
 
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    found = checkpoint_task(path)
-    if found != task:
-        raise DataError.at(path, None, f"not a {task} checkpoint: it holds a {found} model")
-    loaders = {"detection": lambda: (load_detector(path, device=device), None),
-               "recognition": lambda: load_recogniser(path, device),
-               "landmarks": lambda: (lambda m: (m, m.config.input_size))(load_pfld(path, device))}
-    try:
-        return loaders[task]()
-    except (KeyError, TypeError, AttributeError, RuntimeError) as err:
-        raise DataError.at(path, None, f"not a {task} checkpoint ({type(err).__name__}: {err})") from None
-
-
-def checkpoint_task(path: str | os.PathLike) -> str:
-    """The task of a facelearn checkpoint, read from the keys it stores: ``detection``, ``recognition``,
-    ``landmarks`` or ``mesh``."""
-    from facelearn.engine import load_checkpoint
-
-    state = load_checkpoint(path)
-    keys = set(state) if isinstance(state, dict) else set()
-    for task, marker in (("mesh", "decoder"), ("recognition", "backbone"), ("landmarks", "state_dict"),
-                         ("detection", "preset")):
-        if marker in keys:
-            return task
-    raise DataError.at(path, None, f"not a facelearn checkpoint of a known task (keys: {sorted(keys)[:6]})")
+    model, size = load_model(task, path)
+    return with_runtime(model, task, size, runtime), size
 
 
 def _images(targets: list[str]) -> list[Path]:
@@ -72,7 +43,7 @@ def _photo_faces(args: argparse.Namespace):
     from facelearn.detection.training import read_rgb
     from facelearn.pipeline import find_faces
 
-    detector = load_task_model("detection", args.detect)[0] if args.detect else None
+    detector = _load("detection", args.detect, args.runtime)[0] if args.detect else None
     for path in tqdm(_images(args.targets), desc=args.command, disable=args.quiet):
         image = read_rgb(path)
         yield path, image, (find_faces(detector, image, score_threshold=args.threshold) if detector else None)
@@ -88,7 +59,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
     from facelearn.pipeline import align_all, embed_crops
 
-    model, size = load_task_model("recognition", args.checkpoint)
+    model, size = _load("recognition", args.checkpoint, args.runtime)
     rows, sources = [], []
     for path, image, det in _photo_faces(args):
         if det is None:
@@ -118,7 +89,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 def _cmd_landmarks(args: argparse.Namespace) -> int:
     from facelearn.pipeline import crop_box, landmarks_in_boxes
 
-    model, _ = load_task_model("landmarks", args.checkpoint)
+    model, _ = _load("landmarks", args.checkpoint, args.runtime)
     faces = []
     for path, image, det in _photo_faces(args):
         boxes = det.boxes.numpy() if det is not None else crop_box(*image.shape[1::-1])[None]
@@ -140,9 +111,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p = subparser(subparsers, name, doc + "; inputs are aligned face crops, or whole photographs with --detect",
                       _EXAMPLES[name], func)
         p.add_argument("targets", nargs="+", metavar="IMAGE_OR_DIR", help="images, or folders searched recursively")
-        p.add_argument("--checkpoint", required=True, help=f"{what} checkpoint")
+        p.add_argument("--checkpoint", required=True, help=f"{what} checkpoint: facelearn's, or a reference release (" + (
+                       "arcface_torch backbone.pth" if name == "embed" else "PFLD-pytorch checkpoint.pth.tar") + ")")
         p.add_argument("--out", required=True, help="output file (.npy for embed, .json for landmarks)")
-        p.add_argument("--detect", metavar="DETECTOR", help="RetinaFace checkpoint: find the faces in each photograph"
+        p.add_argument("--detect", metavar="DETECTOR", help="RetinaFace checkpoint (facelearn's or biubug6's release): find the faces in each photograph"
                        + (" and align them to the ArcFace template by their 5 points" if name == "embed" else ""))
         p.add_argument("--threshold", type=cli_types.probability, default=0.5, help="with --detect: keep faces scoring above this")
+        p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
+                       help="run the networks with PyTorch, or with ONNX Runtime from their exported graphs")
         p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -34,7 +34,7 @@ INPUTS = {
 
 def load_for_export(path: str | os.PathLike) -> tuple[str, nn.Module, torch.Tensor]:
     """(task, network in eval mode, example input) for the checkpoint at ``path``."""
-    from facelearn.commands import checkpoint_task, load_task_model
+    from facelearn.pipeline import checkpoint_task, load_model
     from facelearn.detection.mesh.decoder import load_decoder
 
     if not Path(path).is_file():
@@ -43,8 +43,8 @@ def load_for_export(path: str | os.PathLike) -> tuple[str, nn.Module, torch.Tens
     if task == "mesh":
         decoder = load_decoder(path)
         return task, decoder, torch.zeros(1, decoder.config.code_dim)
-    model, size = load_task_model(task, path)
-    return task, model, torch.rand(1, 3, size or 256, size or 320, generator=torch.Generator().manual_seed(0))
+    model, size = load_model(task, path)
+    return task, model, example_input(size)
 
 
 def _output_names(task: str, model: nn.Module, example: torch.Tensor) -> list[str]:
@@ -99,6 +99,57 @@ def run_onnx(path: str | os.PathLike, x: np.ndarray | torch.Tensor) -> list[np.n
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = x.numpy() if isinstance(x, torch.Tensor) else x
     return session.run(None, {session.get_inputs()[0].name: np.asarray(x, dtype=np.float32)})
+
+
+class OnnxRuntimeModel(nn.Module):
+    """A network whose forward pass ONNX Runtime runs from its exported graph: the same input and outputs (a dict
+    for a detector, (landmarks, features) for PFLD, a tensor otherwise) as the PyTorch ``model`` it stands in
+    for, so ``detect``, ``embed`` and ``landmarks_in_boxes`` take it unchanged. What lies outside the graph (the
+    detector's anchors, the config) is the PyTorch model's."""
+
+    def __init__(self, model: nn.Module, path: str | os.PathLike) -> None:
+        super().__init__()
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise DataError("--runtime onnxruntime needs onnxruntime: pip install onnxruntime") from None
+        self.eager = model.eval()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # as many threads as PyTorch would use
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.names = [o.name for o in self.session.get_outputs()]
+
+    def forward(self, x: torch.Tensor):  # noqa: ANN201  (the stand-in model's output type)
+        outputs = [torch.from_numpy(o) for o in self.session.run(None, {"input": x.detach().cpu().float().numpy()})]
+        if len(outputs) == 1:
+            return outputs[0]
+        return dict(zip(self.names, outputs)) if "cls" in self.names else tuple(outputs)
+
+    def anchors(self, *args, **kwargs) -> torch.Tensor:
+        """The detector's anchors (computed outside the graph, as for the PyTorch model)."""
+        return self.eager.anchors(*args, **kwargs)
+
+    @property
+    def config(self):  # noqa: ANN201
+        return self.eager.config
+
+
+def example_input(size: int | None) -> torch.Tensor:
+    """A fixed random (1, 3, S, S) input for a network of square ``size`` crops, or (1, 3, 256, 320) for a detector."""
+    return torch.rand(1, 3, size or 256, size or 320, generator=torch.Generator().manual_seed(0))
+
+
+def with_runtime(model: nn.Module, task: str, size: int | None, runtime: str) -> nn.Module:
+    """``model`` itself for ``runtime="torch"``; for ``"onnxruntime"`` an :class:`OnnxRuntimeModel` of its graph
+    (exported to a temporary file, read once by ONNX Runtime). size: as :func:`example_input`."""
+    import tempfile
+
+    if runtime == "torch":
+        return model
+    if runtime != "onnxruntime":
+        raise ValueError(f"unknown runtime {runtime!r}; one of torch, onnxruntime")
+    with tempfile.TemporaryDirectory() as folder:
+        return OnnxRuntimeModel(model, export_onnx(model, task, example_input(size), Path(folder) / f"{task}.onnx"))
 
 
 def largest_difference(model: nn.Module, path: str | os.PathLike, x: torch.Tensor) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,12 +22,41 @@ from facelearn.recognition.alignment import align_face
 from facelearn.recognition.verification import VerificationResult, embed, evaluate
 
 
-def load_recogniser(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, int]:
-    """An embedding network and the side of the aligned crops it reads, from a recognition checkpoint."""
-    from facelearn.recognition.training import load_model
+def checkpoint_task(path: str | os.PathLike) -> str:
+    """What a checkpoint holds: ``detection``, ``recognition`` or ``landmarks`` (a facelearn checkpoint's own
+    record, or the first model a reference release fits), or ``mesh`` (the mesh decoder)."""
+    from facelearn.engine import load_checkpoint
+    from facelearn.models import preset
+    from facelearn.releases import describe, identify
 
-    backbone, recipe, _ = load_model(path, device)
-    return backbone, recipe.input_size
+    state = load_checkpoint(path)
+    if isinstance(state.get("facelearn"), dict):
+        return state["facelearn"]["task"]
+    if "decoder" in state:
+        return "mesh"
+    names = identify(state)
+    if not names:
+        raise DataError.at(path, None, f"holds {describe(state) or 'no model facelearn knows'}")
+    return preset(names[0]).task
+
+
+def load_model(task: str, path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, int | None]:
+    """(network in eval mode, side of the square crops it reads, or None for a detector) from a facelearn
+    checkpoint or a reference release of ``task`` (``detection``, ``recognition``, ``landmarks``); a file of
+    another task is refused with one line naming it (:func:`facelearn.registry.load`)."""
+    from facelearn.engine import load_checkpoint
+    from facelearn.models import preset
+    from facelearn.registry import load
+    from facelearn.releases import identify
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    model = load(path, task=task).to(device)
+    if task == "detection":
+        return model, None
+    state = load_checkpoint(path)
+    name = state["facelearn"]["model"] if isinstance(state.get("facelearn"), dict) else identify(state)[0]
+    return model, preset(name).input_size[-1]
 
 
 def find_faces(detector: nn.Module, image: np.ndarray, *, score_threshold: float = 0.5,
@@ -85,6 +115,15 @@ def landmarks_in_boxes(model: nn.Module, image: np.ndarray, boxes: np.ndarray | 
     return to_image_coordinates(pred.cpu(), torch.from_numpy(matrices).float(), config.size)
 
 
+def identify(embeddings: torch.Tensor, gallery: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """1 : N search: each unit embedding (M, D) against a gallery of unit embeddings (K, D), one per person →
+    (the nearest person (M,), its cosine similarity (M,)); rank-1 counts how often the nearest is right."""
+    if not len(embeddings):
+        return np.zeros(0, np.int64), np.zeros(0)
+    best = (embeddings @ gallery.T).max(1)
+    return best.indices.numpy(), best.values.numpy().astype(np.float64)
+
+
 def match_boxes(boxes: torch.Tensor, truth: torch.Tensor, iou: float = 0.5) -> np.ndarray:
     """Greedy one-to-one matching of detections (M, 4), best score first, to true boxes (T, 4) at IoU ≥ ``iou``,
     the WIDER FACE rule → (M,) index of the true face each detection found, −1 for a false detection."""
@@ -131,33 +170,41 @@ class StageCounts:
         return self.correct / max(self.faces, 1)
 
 
-def charge_errors(matched: np.ndarray, predicted: np.ndarray, predicted_true_points: np.ndarray,
-                  people: np.ndarray) -> StageCounts:
-    """Charge each mistake to the first stage that made it.
+#: The stage names of :func:`face_stages`, in the order the stages run.
+STAGES = ("correct", "missed", "bad_alignment", "wrong_match", "false_detections")
+
+
+def face_stages(matched: np.ndarray, predicted: np.ndarray, predicted_true_points: np.ndarray,
+                people: np.ndarray) -> tuple[list[str], list[str]]:
+    """Charge each mistake to the first stage that made it → (one stage per true face, one per detection).
 
     matched (M,): :func:`match_boxes`; predicted (M,): the identity found with the detected points;
     predicted_true_points (M,): the identity found when the same face is aligned with its true points (ignored
-    for false detections); people (T,): the true identity of each true face.
+    for false detections); people (T,): the true identity of each true face. Stages are names of :data:`STAGES`;
+    a detection's stage is its face's, or ``false_detections``.
     """
-    counts = dict(faces=len(people), correct=0, missed=0, bad_alignment=0, wrong_match=0,
-                  false_detections=int((matched < 0).sum()))
     found = {int(t): m for m, t in enumerate(matched) if t >= 0}
+    faces = []
     for t, person in enumerate(people):
-        if t not in found:
-            counts["missed"] += 1
-        elif predicted[found[t]] == person:
-            counts["correct"] += 1
-        elif predicted_true_points[found[t]] == person:
-            counts["bad_alignment"] += 1
-        else:
-            counts["wrong_match"] += 1
-    return StageCounts(**counts)
+        m = found.get(t)
+        faces.append("missed" if m is None else "correct" if predicted[m] == person else
+                     "bad_alignment" if predicted_true_points[m] == person else "wrong_match")
+    return faces, [faces[t] if t >= 0 else "false_detections" for t in matched]
+
+
+def charge_errors(matched: np.ndarray, predicted: np.ndarray, predicted_true_points: np.ndarray,
+                  people: np.ndarray) -> StageCounts:
+    """:func:`face_stages` counted: the true faces per stage, and the false detections."""
+    faces, detections = face_stages(matched, predicted, predicted_true_points, people)
+    counts = {name: faces.count(name) for name in STAGES[:-1]}
+    return StageCounts(faces=len(people), false_detections=detections.count("false_detections"), **counts)
 
 
 @dataclass
 class SystemResult:
     """A system run on labelled scenes: the stage counts, 1 : 1 verification of each found face against the
-    gallery (10-fold protocol), and one row per found face (scene, true person, predicted, score, alignment error)."""
+    gallery (10-fold protocol), and one row per detection (scene, stage, true person or −1, predicted person,
+    its similarity, alignment error, detection score, box, 5 points)."""
 
     counts: StageCounts
     verification: VerificationResult
@@ -182,19 +229,20 @@ def run_on_scenes(detector: nn.Module, recogniser: nn.Module, crop_size: int, ga
         matched = match_boxes(det.boxes, truth)
         true_points = np.array([faces[t].points if t >= 0 else det.landmarks[m].numpy()
                                 for m, t in enumerate(matched)]).reshape(-1, 5, 2)
-        sims = embed_crops(recogniser, align_all(image, det.landmarks, crop_size)) @ gallery.T
-        sims_true = embed_crops(recogniser, align_all(image, true_points, crop_size)) @ gallery.T
-        predicted = sims.argmax(1).numpy() if len(sims) else np.zeros(0, np.int64)
-        predicted_true = sims_true.argmax(1).numpy() if len(sims) else predicted
+        probes = embed_crops(recogniser, align_all(image, det.landmarks, crop_size))
+        predicted, similarity = identify(probes, gallery)
+        predicted_true, _ = identify(embed_crops(recogniser, align_all(image, true_points, crop_size)), gallery)
         total = total + charge_errors(matched, predicted, predicted_true, people)
+        _, stages = face_stages(matched, predicted, predicted_true, people)
         errors = alignment_error(det.landmarks.numpy(), true_points) if len(det) else np.zeros(0)
         for m, t in enumerate(matched):
-            rows.append({"scene": s, "person": int(people[t]) if t >= 0 else -1, "predicted": int(predicted[m]),
-                         "similarity": float(sims[m, predicted[m]]), "alignment_error": float(errors[m]),
-                         "score": float(det.scores[m]), "box": det.boxes[m].tolist()})
+            rows.append({"scene": s, "stage": stages[m], "person": int(people[t]) if t >= 0 else -1,
+                         "predicted": int(predicted[m]), "similarity": float(similarity[m]),
+                         "alignment_error": float(errors[m]), "score": float(det.scores[m]),
+                         "box": det.boxes[m].tolist(), "landmarks": det.landmarks[m].tolist()})
             if t >= 0:
                 other = int(rng.choice(np.delete(np.arange(len(gallery)), people[t])))
-                scores += [float(sims[m, people[t]]), float(sims[m, other])]
+                scores += [float(probes[m] @ gallery[people[t]]), float(probes[m] @ gallery[other])]
                 issame += [True, False]
     if len(scores) < 20:
         raise DataError(f"only {len(scores) // 2} faces were found: too few for the 10-fold verification protocol")

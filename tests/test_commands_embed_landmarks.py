@@ -9,7 +9,6 @@ import pytest
 
 from facelearn import pipeline as P
 from facelearn.cli import main
-from facelearn.commands import load_task_model
 from facelearn.data.synthface import render_identity_crop, sample_identity
 from facelearn.data.synthface.people import render_people_scene, sample_people
 
@@ -45,7 +44,7 @@ def test_embed_crops_gives_one_unit_row_per_image(photos, tmp_path, capsys):
     sources = json.loads(out.with_suffix(".json").read_text())
     assert e.shape[0] == 3 and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
     assert [s["source"] for s in sources] == [str(photos / "crops" / f"{k}.png") for k in range(3)]
-    model, size = load_task_model("recognition", ARCFACE)
+    model, size = P.load_model("recognition", ARCFACE)
     crop = cv2.cvtColor(cv2.imread(str(photos / "crops" / "1.png")), cv2.COLOR_BGR2RGB)
     direct = P.embed_crops(model, cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)[None]).numpy()
     assert np.allclose(e[1], direct[0], atol=1e-6)
@@ -88,13 +87,13 @@ def test_detect_draw_writes_the_image_with_its_faces(photos, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["embed", "{tmp}/nothing", "--checkpoint", ARCFACE, "--out", "{tmp}/E.npy"], "{tmp}/nothing: no such image or folder"),
+    (["embed", "{tmp}/nothing", "--checkpoint", ARCFACE, "--out", "{tmp}/E.npy"], ("{tmp}/nothing", "no such")),
     (["embed", "{crops}", "--checkpoint", PFLD, "--out", "{tmp}/E.npy"],
-     PFLD + ": not a recognition checkpoint: it holds a landmarks model"),
-    (["landmarks", "{crops}", "--checkpoint", ARCFACE, "--out", "{tmp}/L.json"], ARCFACE + ": not a landmarks checkpoint"),
+     PFLD + ": holds a landmarks model (pfld-0.25x); expected a recognition model"),
+    (["landmarks", "{crops}", "--checkpoint", ARCFACE, "--out", "{tmp}/L.json"], ARCFACE + ": holds a recognition model (synthface-cnn); expected a landmarks model"),
     (["embed", "{crops}", "--detect", ARCFACE, "--checkpoint", ARCFACE, "--out", "{tmp}/E.npy"],
-     ARCFACE + ": not a detection checkpoint"),
-    (["embed", "{crops}", "--checkpoint", "{tmp}/missing.pt", "--out", "{tmp}/E.npy"], "{tmp}/missing.pt: no such checkpoint"),
+     ARCFACE + ": holds a recognition model (synthface-cnn); expected a detection model"),
+    (["embed", "{crops}", "--checkpoint", "{tmp}/missing.pt", "--out", "{tmp}/E.npy"], ("{tmp}/missing.pt", "no such")),
     (["embed", "{blank}", "--detect", DETECTOR, "--checkpoint", ARCFACE, "--out", "{tmp}/E.npy"],
      "no faces found in 3 images"),
 ])
@@ -103,4 +102,18 @@ def test_bad_input_is_one_line_and_exit_2(photos, tmp_path, capsys, argv, messag
     assert main(argv + ["--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"facelearn {argv[0]}: error: ")
-    assert message.format(tmp=tmp_path) in err[0]
+    for part in (message,) if isinstance(message, str) else message:
+        assert part.format(tmp=tmp_path) in err[0]
+
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "reference_models"
+
+
+@pytest.mark.skipif(not (REFERENCE / "biubug6_mobilenet025").is_dir(),
+                    reason="the reference-model fixtures (a shared folder beside the checkout) are absent")
+def test_a_released_detector_serves_the_commands(photos, tmp_path):
+    release = str(REFERENCE / "biubug6_mobilenet025" / "mobilenet0.25_like.pth")
+    out = tmp_path / "E.npy"
+    assert main(["embed", str(photos / "scenes"), "--detect", release, "--checkpoint", ARCFACE, "--out", str(out),
+                 "--quiet"]) == 0
+    assert len(np.load(out)) == len(json.loads(out.with_suffix(".json").read_text())) >= 5

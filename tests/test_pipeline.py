@@ -58,6 +58,9 @@ def test_charge_errors_puts_each_face_in_exactly_one_stage():
     # face 0 right; face 1 right only with true points; face 2 wrong either way; face 3 right; face 4 missed
     assert (c.correct, c.bad_alignment, c.wrong_match, c.missed, c.false_detections) == (2, 1, 1, 1, 2)
     assert c.rank1 == 2 / 5 and (c + c).faces == 10 and (c + c).false_detections == 4
+    faces, detections = P.face_stages(matched, predicted, with_true_points, people)
+    assert faces == ["correct", "bad_alignment", "wrong_match", "correct", "missed"]
+    assert detections == ["correct", "bad_alignment", "wrong_match", "false_detections", "correct", "false_detections"]
 
 
 def test_alignment_error_is_relative_to_the_eye_distance():
@@ -119,10 +122,9 @@ def test_people_scenes_carry_their_identities():
 
 
 def test_the_quick_system_finds_and_identifies_people_in_scenes():
-    from facelearn.commands import load_task_model
-
-    detector, _ = load_task_model("detection", CHECKPOINTS / "detection/checkpoints/retinaface_mnet025_quick.pt")
-    recogniser, size = load_task_model("recognition", CHECKPOINTS / "recognition/checkpoints/quick-arcface.pt")
+    
+    detector, _ = P.load_model("detection", CHECKPOINTS / "detection/checkpoints/retinaface_mnet025_quick.pt")
+    recogniser, size = P.load_model("recognition", CHECKPOINTS / "recognition/checkpoints/quick-arcface.pt")
     rng = np.random.default_rng(0)
     people = sample_people(rng, 12)
     enrol = np.stack([cv2.cvtColor(render_identity_crop(rng, p, size, nuisance=0.3)[0], cv2.COLOR_BGR2RGB)
@@ -138,6 +140,7 @@ def test_the_quick_system_finds_and_identifies_people_in_scenes():
     c = result.counts
     assert c.faces == 12 and c.correct + c.missed + c.bad_alignment + c.wrong_match == 12
     assert len(result.faces) == 12 - c.missed + c.false_detections
+    assert sum(f["stage"] == "correct" for f in result.faces) == c.correct
     assert c.rank1 >= 0.6 and result.verification.accuracy >= 0.7 and result.verification.n_pairs == 2 * (12 - c.missed)
     with pytest.raises(Exception, match="too few"):
         P.run_on_scenes(detector, recogniser, size, gallery, scenes[:1])

@@ -85,6 +85,10 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from facelearn.detection.training import load_detector, read_rgb
 
     model = load_detector(args.checkpoint, device=runtime.device(args.device))
+    if args.runtime == "onnxruntime":
+        from facelearn.onnx_export import with_runtime
+
+        model = with_runtime(model.cpu(), "detection", None, args.runtime)
     images = _images(Path(args.target))
     out = Path(args.out)
     faces = 0
@@ -153,5 +157,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--draw", type=cli_types.probability, nargs="?", const=0.5, metavar="MIN_SCORE",
                    help="also write <out>/<event>/<name>.jpg with the boxes, scores and 5 landmarks of the "
                         "detections scoring at least MIN_SCORE (0.5 when not given)")
+    p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
+                   help="run the network with PyTorch, or with ONNX Runtime from its exported graph (on the CPU)")
     p.add_argument("--device", type=cli_types.device_name, help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
