@@ -162,7 +162,7 @@ def test_book_extension_links_each_chapter_to_its_student_version(tmp_path):
     spec = importlib.util.spec_from_file_location("facelearn_book", ROOT / "book" / "_ext" / "facelearn_book.py")
     ext = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ext)
-    app = SimpleNamespace(srcdir=str(ROOT), outdir=str(tmp_path), env=SimpleNamespace(),
+    app = SimpleNamespace(srcdir=str(ROOT), outdir=str(tmp_path),
                           builder=SimpleNamespace(format="html"))
     page = nodes.document("", None)
     page += nodes.section("", nodes.title("", "Beyond ArcFace"), nodes.paragraph("", "Objectives."))

@@ -25,13 +25,13 @@ def _drop_duplicate_scripts(app, pagename, templatename, context, doctree):
 
 
 def _chapters_with_exercises(app) -> set:
-    if not hasattr(app.env, "facelearn_student_chapters"):
+    if not hasattr(app, "facelearn_student_chapters"):  # once per build, not kept in the pickled environment
         import nbformat
         from facelearn.teaching.student import has_exercises
 
         chapters = sorted((Path(app.srcdir) / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-        app.env.facelearn_student_chapters = {p.stem for p in chapters if has_exercises(nbformat.read(p, as_version=4))}
-    return app.env.facelearn_student_chapters
+        app.facelearn_student_chapters = {p.stem for p in chapters if has_exercises(nbformat.read(p, as_version=4))}
+    return app.facelearn_student_chapters
 
 
 def _link_student_version(app, doctree, docname):
