@@ -234,7 +234,6 @@ def train(cfg: TrainConfig, root: str | os.PathLike, *, checkpoint: str | os.Pat
     from facelearn.detection.retinaface import build
     from facelearn.engine import Trainer, cosine_schedule, make_loader
     from facelearn.registry import metadata
-    from facelearn.registry import metadata
 
     runtime.seed_everything(seed)
     root = Path(root)

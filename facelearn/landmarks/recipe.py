@@ -24,9 +24,8 @@ from facelearn.landmarks.crops import CropConfig, LandmarkCrops, flip_landmarks,
 from facelearn.landmarks.loss import (LossConfig, PFLDObjective, PoseThresholds, attribute_weight, categories,
                                       category_weights)
 from facelearn.landmarks.pfld import PFLD, PFLDConfig, pfld_pair
-from facelearn.registry import metadata
-from facelearn.registry import metadata
 from facelearn.models import multiply_adds  # noqa: F401  (re-exported: the cost section of chapter "PFLD")
+from facelearn.registry import metadata
 
 
 @dataclass(frozen=True)
@@ -147,11 +146,6 @@ def train(rec: PFLDRecipe, data_root: str | os.PathLike, *, checkpoint: str | os
     trainer.omega = stats.omega
     trainer.fit(loader, n_epochs, progress=progress)
     return model, trainer
-
-
-def preset_name(config: PFLDConfig) -> str:
-    """The registry name of a PFLD of this shape (``pfld-1x``, ``pfld-0.25x``): what its checkpoints record."""
-    return "pfld-0.25x" if config.width == 0.25 else "pfld-1x"
 
 
 def preset_name(config: PFLDConfig) -> str:
