@@ -354,3 +354,16 @@ def test_partial_fc_trains_on_two_processes_and_resumes_on_one(two_processes, tm
     for name, p in resumed.model.named_parameters():
         torch.testing.assert_close(p, want[name], rtol=1e-4, atol=2e-5, msg=name)
     assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in straight.history], rel=1e-4)
+
+
+def test_nproc_option_is_parsed_and_checked(capsys):
+    from facelearn.cli import main
+    from facelearn.engine.distributed import strip_nproc
+
+    assert strip_nproc(["train", "--nproc", "2", "recognition", "--out", "m.pt"]) == (2, ["train", "recognition",
+                                                                                          "--out", "m.pt"])
+    assert strip_nproc(["train", "recognition", "--nproc=3"]) == (3, ["train", "recognition"])
+    assert strip_nproc(["train", "recognition"]) == (None, ["train", "recognition"])
+    assert main(["train", "recognition", "--nproc", "0", "--out", "m.pt"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "facelearn train: error: --nproc expects a positive whole number of processes, got '0'"
