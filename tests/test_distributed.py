@@ -16,6 +16,16 @@ from facelearn.engine import Trainer, make_loader
 WORLD, PER_RANK, SEED = 2, 4, 3
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One thread here as in the spawned ranks: another thread count changes the last bits of the losses, and
+    OHEM's choice among near-tied negatives with them."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
