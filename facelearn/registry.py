@@ -131,6 +131,8 @@ def metadata(model: nn.Module, name: str, *, prefix: str = "") -> dict[str, Any]
     task = preset(name).task
     cfg = getattr(model, "config", None)
     pre = getattr(cfg, "input", None) or FORWARD_INPUT.get(task, Preprocess())
+    if pre.size is not None:  # crops: the size this preset reads (64 × 64 for the loss chapters' CNN)
+        pre = dataclasses.replace(pre, size=tuple(preset(name).input_size[1:]))
     return {"version": facelearn.__version__, "task": task, "model": name,
             "config": dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else None,
             "preprocess": dataclasses.asdict(pre), "prefix": prefix}

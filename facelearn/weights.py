@@ -10,7 +10,7 @@ unscaled) are described, stored in checkpoints and applied exactly, never guesse
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +120,8 @@ class Weights:
         return Path(__file__).resolve().parent / self.file if self.file else None
 
     def transforms(self) -> Preprocess:
-        """uint8 RGB images → what the model built with these weights reads in ``forward``."""
-        return FORWARD_INPUT[self.task]
+        """uint8 RGB images → what the model built with these weights reads in ``forward``, at the crop size
+        the weights were trained on (64 × 64 for the loss chapters' CNN, 112 × 112 for the releases)."""
+        forward = FORWARD_INPUT[self.task]
+        return forward if forward.size is None else replace(forward, size=self.preprocess.size or forward.size)
 

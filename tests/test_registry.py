@@ -2,6 +2,7 @@
 facelearn.weights)."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -54,7 +55,12 @@ def test_shipped_weights_are_registry_entries(name):
     assert w.path().is_file() and w.metrics, w
     model = facelearn.get_model(w.model, weights=name)
     assert not model.training
-    assert w.transforms() == {"detection": UNIT, "landmarks": UNIT, "recognition": SIGNED}[w.task]
+    forward = {"detection": UNIT, "landmarks": UNIT, "recognition": SIGNED}[w.task]
+    assert w.transforms() == (forward if forward.size is None else replace(forward, size=w.preprocess.size))
+    size = w.preprocess.size or ((96, 128) if w.task == "detection" else facelearn.models.preset(w.model).input_size[1:])
+    images = np.random.default_rng(0).integers(0, 256, (2, *size, 3), dtype=np.uint8)
+    with torch.no_grad():
+        model(w.transforms()(images))  # the crops the weights were trained on go through the model as they are
     if w.task == "detection":
         assert w.preprocess == IMAGENET and w.measured_on.startswith("synthface")
 
