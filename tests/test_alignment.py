@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from facelearn.recognition.alignment import ARCFACE_TEMPLATE, align_face, similarity_transform
+from facelearn.data.alignment import ARCFACE_TEMPLATE, align_face, similarity_transform
 
 
 @settings(max_examples=60, deadline=None)
@@ -53,3 +53,10 @@ def test_bad_points():
         align_face(np.zeros((10, 10, 3), np.uint8), np.zeros((4, 2)))
     with pytest.raises(ValueError, match="coincide"):
         similarity_transform(np.ones((5, 2)), ARCFACE_TEMPLATE)
+
+
+def test_recognition_alignment_is_the_data_packages_geometry():
+    import facelearn.recognition.alignment as recognition
+
+    assert recognition.align_face is align_face and recognition.similarity_transform is similarity_transform
+    assert recognition.ARCFACE_TEMPLATE is ARCFACE_TEMPLATE

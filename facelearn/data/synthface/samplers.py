@@ -132,8 +132,8 @@ def render_identity_crop(rng: np.random.Generator, identity: Identity, size: int
                          nuisance: float = 1.0) -> tuple[np.ndarray, dict]:
     """One aligned ``size``×``size`` photo of ``identity`` under random pose, light, expression, occlusion,
     blur and noise (scaled by ``nuisance``), warped onto insightface's ArcFace template by its 5 points
-    (:func:`facelearn.recognition.alignment.align_face`). → (crop (size, size, 3) uint8 BGR, parameters)."""
-    from facelearn.recognition.alignment import align_face
+    (:func:`facelearn.data.alignment.align_face`). → (crop (size, size, 3) uint8 BGR, parameters)."""
+    from facelearn.data.alignment import align_face
 
     scale = max(size, 48) / 112.0  # render at about the output's resolution, then align
     canvas_size = int(round(160 * scale))
