@@ -15,6 +15,7 @@ from matplotlib.patches import FancyArrowPatch, Rectangle
 from facelearn.landmarks.loss import CATEGORIES, PoseThresholds, angle_weight, attribute_weight, categories
 from facelearn.landmarks.metrics import ced
 from facelearn.landmarks.pfld import PFLD, AuxiliaryNet, PFLDConfig
+from facelearn.viz import palette
 
 
 def draw_architecture(config: PFLDConfig = PFLDConfig(), ax=None):
@@ -73,10 +74,11 @@ def plot_weight_vs_pose(omega: torch.Tensor, ax=None, thresholds: PoseThresholds
     ax = ax or plt.subplots(figsize=(6, 3.5))[1]
     yaw = torch.linspace(-90, 90, 361)
     ang = torch.stack([torch.deg2rad(yaw), torch.zeros_like(yaw), torch.zeros_like(yaw)], 1)
-    for flags, label in ((torch.zeros(6), "no attribute"), (torch.tensor([0, 0, 0, 0, 1.0, 0]), "occluded")):
+    for i, (flags, label) in enumerate(((torch.zeros(6), "no attribute"), (torch.tensor([0, 0, 0, 0, 1.0, 0]), "occluded"))):
         w = attribute_weight(categories(ang, flags.expand(len(yaw), 6), thresholds), omega)
-        ax.plot(yaw, w * angle_weight(ang, torch.zeros_like(ang)), label=label)
-    ax.plot(yaw, angle_weight(ang, torch.zeros_like(ang)), "k:", label="angle term only")
+        ax.plot(yaw, w * angle_weight(ang, torch.zeros_like(ang)), label=label, color=palette.colour(i),
+                ls=palette.linestyle(i))
+    ax.plot(yaw, angle_weight(ang, torch.zeros_like(ang)), color="k", ls=":", label="angle term only")
     ax.set_xlabel("yaw ψ (degrees); auxiliary net predicts 0")
     ax.set_ylabel("weight γ")
     ax.legend(fontsize=8)
@@ -100,25 +102,30 @@ def describe_weight(omega: torch.Tensor, yaw: float, pitch: float, roll: float, 
 
 def show_faces(images: list[np.ndarray], landmarks: list[np.ndarray], titles: list[str] | None = None,
                preds: list[np.ndarray] | None = None):
-    """A row of faces with ground-truth (green) and, if given, predicted (red) landmarks. Returns the figure."""
+    """A row of faces with ground-truth (bluish-green dots) and, if given, predicted (vermillion crosses)
+    landmarks. Returns the figure."""
     fig, axes = plt.subplots(1, len(images), figsize=(2.4 * len(images), 2.6))
     for k, (ax, img, lm) in enumerate(zip(np.atleast_1d(axes), images, landmarks)):
         ax.imshow(img)
-        ax.scatter(lm[:, 0], lm[:, 1], s=3, c="lime")
+        ax.scatter(lm[:, 0], lm[:, 1], s=4, c=palette.POSITIVE, marker="o", linewidths=0,
+                   label="ground truth" if k == 0 else None)
         if preds is not None:
-            ax.scatter(preds[k][:, 0], preds[k][:, 1], s=3, c="red")
+            ax.scatter(preds[k][:, 0], preds[k][:, 1], s=6, c=palette.PREDICTED, marker="x", linewidths=0.6,
+                       label="prediction" if k == 0 else None)
         ax.set_title(titles[k] if titles else "", fontsize=8)
         ax.axis("off")
-    fig.tight_layout()
+    if preds is not None:
+        fig.legend(loc="lower center", ncol=2, fontsize=7, markerscale=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 if preds is not None else 0, 1, 1))
     return fig
 
 
 def plot_ced(curves: dict[str, np.ndarray], ax=None, title: str = ""):
     """CED curves of several error sets ``{label: per-face NME}`` on [0, 0.1]. Returns the axes."""
     ax = ax or plt.subplots(figsize=(4.5, 3.5))[1]
-    for label, errors in curves.items():
+    for i, (label, errors) in enumerate(curves.items()):
         x, y = ced(errors)
-        ax.plot(x, y, label=label)
+        ax.plot(x, y, label=label, color=palette.colour(i), ls=palette.linestyle(i))
     ax.set_xlabel("NME (inter-ocular)")
     ax.set_ylabel("fraction of faces")
     ax.set_title(title)

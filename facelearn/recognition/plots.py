@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 from facelearn.recognition import margins
+from facelearn.viz.features import scatter_by_label
+from facelearn.viz import palette
 
 Psi = Callable[[torch.Tensor], torch.Tensor]
 
@@ -31,8 +33,8 @@ def plot_target_logits(ax, curves: dict[str, Psi], degrees: bool = True) -> None
     """Each target logit ψ(θ) on θ ∈ [0, π] (ArcFace Fig. 5 (b))."""
     theta = torch.linspace(0, math.pi, 721, dtype=torch.float64)
     x = np.degrees(theta.numpy()) if degrees else theta.numpy()
-    for name, fn in curves.items():
-        ax.plot(x, fn(torch.cos(theta)).numpy(), label=name)
+    for i, (name, fn) in enumerate(curves.items()):
+        ax.plot(x, fn(torch.cos(theta)).numpy(), label=name, color=palette.colour(i), ls=palette.linestyle(i))
     ax.set_xlabel("angle θ between feature and its class weight (degrees)" if degrees else "θ (rad)")
     ax.set_ylabel("target logit ψ(θ)")
     ax.axhline(0, color="grey", lw=0.5)
@@ -67,7 +69,8 @@ def plot_decision_margins(ax, curves: dict[str, Psi], separation: float = math.r
         b = decision_boundary(fn, separation)
         r = 1.0 - 0.1 * i
         for k, angle in enumerate((b, separation - b)):
-            ax.plot([0, r * math.cos(angle)], [0, r * math.sin(angle)], color=f"C{i}", label=None if k else name)
+            ax.plot([0, r * math.cos(angle)], [0, r * math.sin(angle)], color=palette.colour(i), ls=palette.linestyle(i),
+                    label=None if k else name)
     ax.set_aspect("equal")
     ax.axis("off")
     if legend:
@@ -76,16 +79,20 @@ def plot_decision_margins(ax, curves: dict[str, Psi], separation: float = math.r
 
 def plot_embeddings_2d(ax, features: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,  # noqa: ANN001
                        normalise: bool = False, title: str = "") -> None:
-    """Scatter of 2-D features (N, 2) coloured by label; class weights (C, 2) drawn as arrows."""
+    """Scatter of 2-D features (N, 2), one colour and marker per label; class weights (C, 2) drawn as arrows in
+    their class's colour."""
     f = features.detach().float()
     if normalise:
         f = torch.nn.functional.normalize(f, dim=1)
-    ax.scatter(f[:, 0], f[:, 1], c=labels, cmap="tab10", s=4, alpha=0.7)
+    classes = np.unique(labels.numpy())
+    scatter_by_label(ax, f.numpy(), labels.numpy(), size=4, alpha=0.7)
     if weights is not None:
         w = weights.detach().float()
         scale = float(f.norm(dim=1).quantile(0.9) / w.norm(dim=1).max())
         for i, v in enumerate(w * scale):
-            ax.annotate("", xy=tuple(v.tolist()), xytext=(0, 0), arrowprops=dict(arrowstyle="->", color=f"C{i % 10}"))
+            k = int(np.searchsorted(classes, i))
+            ax.annotate("", xy=tuple(v.tolist()), xytext=(0, 0),
+                        arrowprops=dict(arrowstyle="->", color=palette.colour(k) if k < len(classes) else "0.3"))
     ax.set_aspect("equal")
     ax.set_title(title)
 
@@ -104,10 +111,12 @@ def pair_distances(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[np.n
 
 def plot_distance_histograms(ax, same: np.ndarray, different: np.ndarray, margin: float | None = None,  # noqa: ANN001
                              title: str = "") -> None:
-    """Histograms of same- and different-identity squared distances (on the sphere: 0 … 4)."""
+    """Histograms of same- and different-identity squared distances (on the sphere: 0 … 4): same pairs
+    filled blue, different pairs hatched orange with a dashed outline."""
     bins = np.linspace(0, 4, 61)
-    ax.hist(same, bins, alpha=0.6, density=True, label="same identity")
-    ax.hist(different, bins, alpha=0.6, density=True, label="different identities")
+    ax.hist(same, bins, alpha=0.6, density=True, color=palette.colour(0), label="same identity")
+    ax.hist(different, bins, density=True, histtype="stepfilled", facecolor="none", edgecolor=palette.colour(1),
+            ls="--", lw=1.2, hatch="///", label="different identities")
     ax.set_xlabel("‖a − b‖²")
     ax.set_title(title)
     ax.legend(fontsize=8)

@@ -8,15 +8,20 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-#: One colour per landmark in the 5-point order (left eye, right eye, nose, left and right mouth corner), RGB.
-POINT_COLOURS = ((255, 0, 0), (0, 0, 255), (0, 255, 0), (255, 0, 255), (0, 255, 255))
+from facelearn.viz import palette
+
+#: One Okabe–Ito colour per landmark in the 5-point order (left eye, right eye, nose, left and right mouth
+#: corner), RGB; each point also has its own marker shape (:data:`POINT_MARKERS`).
+POINT_COLOURS = tuple(palette.rgb(c) for c in ("#D55E00", "#56B4E9", "#009E73", "#CC79A7", "#F0E442"))
+#: OpenCV marker per landmark of the 5-point order: circle (drawn filled), square, triangle, diamond, cross.
+POINT_MARKERS = (None, cv2.MARKER_SQUARE, cv2.MARKER_TRIANGLE_UP, cv2.MARKER_DIAMOND, cv2.MARKER_CROSS)
 
 
 def draw_faces(image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None = None,
                labels: Sequence[str] | None = None, colour: tuple[int, int, int] = (0, 255, 0)) -> np.ndarray:
     """A copy of ``image`` (H, W, 3) uint8 with each box (N, 4) x1 y1 x2 y2, its label and its landmarks
-    (N, K, 2) pixels (points with a negative coordinate, i.e. absent, are not drawn). Colours are in the
-    image's channel order."""
+    (N, K, 2) pixels (points with a negative coordinate, i.e. absent, are not drawn); the 5 points get one
+    colour and one marker each. Colours are in the image's channel order."""
     out = np.ascontiguousarray(image).copy()
     thick = max(1, round(max(out.shape[:2]) / 400))
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -27,7 +32,10 @@ def draw_faces(image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | Non
                         0.4 * thick, colour, thick, cv2.LINE_AA)
         if landmarks is not None:
             for k, (x, y) in enumerate(np.asarray(landmarks[i], dtype=np.float64).reshape(-1, 2)):
-                if x >= 0 and y >= 0:
-                    dot = POINT_COLOURS[k] if len(landmarks[i]) == 5 else colour
-                    cv2.circle(out, (round(x), round(y)), thick + 1, dot, -1)
+                if x < 0 or y < 0:
+                    continue
+                if len(landmarks[i]) == 5 and POINT_MARKERS[k] is not None:
+                    cv2.drawMarker(out, (round(x), round(y)), POINT_COLOURS[k], POINT_MARKERS[k], 3 * thick + 3, thick)
+                else:
+                    cv2.circle(out, (round(x), round(y)), thick + 1, POINT_COLOURS[k] if len(landmarks[i]) == 5 else colour, -1)
     return out
