@@ -117,3 +117,141 @@ def test_weighted_loader_draws_in_proportion_and_reproducibly():
     for bad in (torch.ones(3), -weights, torch.zeros(400)):
         with pytest.raises(ValueError, match="non-negative"):
             make_loader(data, 2, weights=bad)
+
+
+# -- logs on the device, exact finiteness check ------------------------------------------------------------
+def _tensor_logs(model, batch):
+    x, y = batch
+    out = model(x)
+    return nn.functional.cross_entropy(out, y), {"acc": (out.argmax(1) == y).float().mean(), "rows": float(len(y))}
+
+
+def test_history_is_the_mean_of_the_per_step_logs():
+    runtime.seed_everything(0)
+    model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 2))
+    seen = []
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), _tensor_logs, device="cpu", log_every=4,
+                      callbacks=[lambda t, logs: seen.append({k: float(v) for k, v in logs.items()})])
+    loader = make_loader(_problem(), 20, seed=7)  # 5 iterations per epoch: the waits fall inside epochs
+    history = trainer.fit(loader, 2, progress=False)
+    assert len(seen) == 10 and torch.is_tensor(trainer.train_step(next(iter(loader)))["acc"])
+    for epoch, record in enumerate(history):
+        steps = seen[5 * epoch:5 * epoch + 5]
+        for key in ("loss", "acc", "rows"):
+            assert record[key] == pytest.approx(sum(s[key] for s in steps) / 5, rel=1e-12), key
+    assert history[1]["rows"] == pytest.approx((4 * 20 + 16) / 5)
+
+
+class _NanGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.full_like(grad, float("nan"))
+
+
+def _optimizer(kind, params):
+    if kind == "adam-fused":
+        return torch.optim.Adam(params, lr=0.01, fused=True)
+    return torch.optim.SGD(params, lr=0.1, momentum=0.9, fused=kind == "sgd-fused")
+
+
+@pytest.mark.parametrize("kind", ["sgd", "sgd-fused", "adam-fused"])
+@pytest.mark.parametrize("log_every", [1, 3, 50])
+@pytest.mark.parametrize("what", ["loss", "gradients"])
+def test_a_non_finite_step_stops_at_that_step_before_its_update(kind, log_every, what):
+    import copy
+
+    bad = 4  # of the 6 iterations of the first epoch: found at the wait after iteration 4, 5 or the epoch's end
+    runtime.seed_everything(0)
+    model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 2))
+
+    def loss_fn(m, batch):
+        loss, logs = _tensor_logs(m, batch)
+        if trainer.step == bad:
+            loss = loss * float("nan") if what == "loss" else _NanGradient.apply(loss)
+        return loss, logs
+
+    states = {}
+    trainer = Trainer(model, _optimizer(kind, model.parameters()), loss_fn, device="cpu", log_every=log_every,
+                      callbacks=[lambda t, logs: states.__setitem__(t.step, copy.deepcopy(
+                          (t.model.state_dict(), t.optimizer.state_dict()["state"])))])
+    assert trainer._deferred == kind.endswith("fused")
+    message = "loss is nan at iteration 4;" if what == "loss" else "gradients are not finite at iteration 4 "
+    with pytest.raises(FloatingPointError, match=message):
+        trainer.fit(make_loader(_problem(), 16, seed=7), 2, progress=False)
+    waited = {1: bad, 3: 5, 50: 6}[log_every] if trainer._deferred else bad  # the last iteration's callback
+    assert trainer.step == bad and max(states) == waited
+    weights, moments = states[bad]  # as the callback saw them after iteration bad - 1
+    for name, value in trainer.model.state_dict().items():
+        assert torch.equal(value, weights[name]), name
+    for i, state in trainer.optimizer.state_dict()["state"].items():
+        for key, value in state.items():
+            assert torch.equal(value, moments[i][key]), (i, key)
+
+
+def test_log_every_must_be_positive():
+    model = nn.Linear(2, 1)
+    with pytest.raises(ValueError, match="log_every must be a positive number of iterations, got 0"):
+        Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), _tensor_logs, device="cpu", log_every=0)
+
+
+def test_fusing_a_default_optimizer_keeps_its_steps():
+    from facelearn.engine.trainer import _fuse
+
+    for make in (lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-3),
+                 lambda p: torch.optim.AdamW(p, lr=0.01)):
+        runs = []
+        for fuse in (False, True):
+            torch.manual_seed(0)
+            model = nn.Linear(5, 3)
+            opt = make(model.parameters())
+            assert not fuse or _fuse(opt)
+            for _ in range(3):
+                opt.zero_grad()
+                model(torch.randn(4, 5)).square().mean().backward()
+                opt.step()
+            runs.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        torch.testing.assert_close(runs[1], runs[0], rtol=1e-6, atol=1e-7)
+    p = [nn.Parameter(torch.ones(2))]
+    assert not _fuse(torch.optim.SGD(p, lr=0.1, foreach=True)) and not _fuse(torch.optim.RMSprop(p))
+
+
+def _conv_step(model, batch):
+    x, y = batch
+    return nn.functional.cross_entropy(model(x), y), {}
+
+
+def _conv_run(**switches):
+    runtime.seed_everything(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 3, stride=2),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), _conv_step, device="cpu",
+                      **switches)
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(6, 3, 16, 16, generator=g), torch.randint(0, 4, (6,), generator=g)) for _ in range(3)]
+    return [float(trainer.train_step(b)["loss"]) for b in batches], trainer.model
+
+
+def test_channels_last_trains_the_same_model():
+    plain, _ = _conv_run()
+    losses, model = _conv_run(channels_last=True)
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert losses == pytest.approx(plain, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_compile_trains_the_same_model():
+    plain, _ = _conv_run()
+    try:
+        losses, model = _conv_run(compile=True)
+    except RuntimeError as err:  # the switch's one-line refusal where torch.compile cannot run
+        if not str(err).startswith("compile=True: "):
+            raise
+        pytest.skip(str(err))
+    assert losses == pytest.approx(plain, abs=1e-5)
+    assert set(model.state_dict()) == {f"{i}.{k}" for i, k in [(0, "weight"), (0, "bias"), (1, "weight"), (1, "bias"),
+                                                               (1, "running_mean"), (1, "running_var"),
+                                                               (1, "num_batches_tracked"), (3, "weight"), (3, "bias")]}

@@ -15,7 +15,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,15 +37,6 @@ def first_nonfinite(state: Any, prefix: str = "") -> str | None:
         if bad:
             return bad
     return None
-
-
-def stop_if_nonfinite(what: str, tensors: Iterable[torch.Tensor], step: int) -> None:
-    """Raise :class:`TrainingStopped` when any of ``tensors`` (a model's gradients or weights) holds a NaN or an
-    infinity, naming ``what`` and the iteration; one fused norm, so it costs little per step."""
-    tensors = [t.detach() for t in tensors]
-    if tensors and not bool(torch.isfinite(torch.nn.utils.get_total_norm(tensors))):
-        raise TrainingStopped(f"{what} are not finite at iteration {step} (the loss was finite); lower the "
-                              f"learning rate or check the data — the last checkpoint is the last good state")
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:

@@ -32,20 +32,24 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, WeightedRa
 from facelearn import runtime
 from facelearn.engine import distributed
 from facelearn.engine.checkpoint import (check_resumable, load_checkpoint, remove_stale_temporaries, rng_state,
-                                        save_checkpoint, set_rng_state, stop_if_nonfinite, sync_log)
+                                        save_checkpoint, set_rng_state, sync_log)
 from facelearn.errors import TrainingStopped
 
-LossFn = Callable[[nn.Module, Any], "tuple[torch.Tensor, dict[str, float]]"]
+LossFn = Callable[[nn.Module, Any], "tuple[torch.Tensor, dict[str, torch.Tensor | float]]"]
 
 
-def to_device(batch: Any, device: torch.device) -> Any:
-    """``batch`` with every tensor inside (tuples, lists, dicts, nested) moved to ``device``."""
+def to_device(batch: Any, device: torch.device, *, channels_last: bool = False) -> Any:
+    """``batch`` with every tensor inside (tuples, lists, dicts, nested) moved to ``device``; with
+    ``channels_last`` each 4-D floating tensor (a batch of images, (N, C, H, W)) is stored channels-last
+    (same shape and values, memory laid out (N, H, W, C))."""
     if isinstance(batch, torch.Tensor):
+        if channels_last and batch.ndim == 4 and batch.is_floating_point():
+            return batch.to(device, non_blocking=True, memory_format=torch.channels_last)
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
+        return {k: to_device(v, device, channels_last=channels_last) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):
-        moved = [to_device(v, device) for v in batch]
+        moved = [to_device(v, device, channels_last=channels_last) for v in batch]
         return type(batch)(moved) if not hasattr(batch, "_fields") else type(batch)(*moved)
     return batch
 
@@ -91,7 +95,7 @@ class _Objective(nn.Module):
         self.model = model
         self._loss_fn = (loss_fn,)  # a tuple: a loss that is a module stays outside the wrapped parameters
 
-    def forward(self, batch: Any) -> "tuple[torch.Tensor, dict[str, float]]":
+    def forward(self, batch: Any) -> "tuple[torch.Tensor, dict[str, torch.Tensor | float]]":
         return self._loss_fn[0](self.model, batch)
 
 
@@ -103,24 +107,83 @@ def _batch_size(loader: Any) -> int | None:
     return size
 
 
+_FUSABLE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
+
+# why a run stopped, as the device records it (see Trainer._record)
+_LOSS, _GRADIENTS, _WEIGHTS = 1, 2, 3
+
+
+def _fuse(optimizer: torch.optim.Optimizer) -> bool:
+    """Switch torch's SGD, Adam or AdamW, left at its default implementation, to its fused one: one kernel
+    per step instead of several per parameter group, and a step that the optimiser skips on the device when
+    given a nonzero ``found_inf`` tensor (what lets :class:`Trainer` check a step without waiting for it).
+    Returns whether it did."""
+    groups = optimizer.param_groups
+    if type(optimizer) not in _FUSABLE or any(g.get("fused") is not None or g.get("foreach") is not None
+                                              or g.get("differentiable") for g in groups):
+        return False
+    if not all(p.is_floating_point() for g in groups for p in g["params"]):
+        return False
+    for g in groups:
+        g["fused"] = True
+    optimizer.defaults["fused"] = True
+    optimizer._step_supports_amp_scaling = True  # what the constructor sets for fused=True
+    if isinstance(optimizer, torch.optim.SGD):
+        optimizer._need_device_dtype_check_for_fused = True
+    return True
+
+
+def _compile(model: nn.Module) -> None:
+    """``torch.compile`` the forward of ``model`` (of each member of an ``nn.ModuleDict``, which is never
+    called itself) in place, so that the weights keep their names in a checkpoint."""
+    from torch._dynamo.eval_frame import check_if_dynamo_supported
+
+    try:
+        check_if_dynamo_supported()
+    except RuntimeError as err:
+        raise RuntimeError(f"compile=True: torch.compile is not available here ({err}); train with "
+                           f"compile=False") from None
+    for module in model.values() if isinstance(model, nn.ModuleDict) else [model]:
+        module.compile()
+
+
 class Trainer:
     """Train ``model`` with ``optimizer`` on ``loss_fn(model, batch) -> (loss, logs)``.
 
     Args:
         model: every trainable module (a backbone and a margin head together in an ``nn.ModuleDict``).
         optimizer, scheduler: torch optimiser; optional scheduler stepped once per iteration.
-        loss_fn: returns the scalar loss to minimise and a dict of floats to log.
+        loss_fn: returns the scalar loss to minimise and a dict of values to log (0-d tensors or floats).
         device: defaults to :func:`facelearn.runtime.device`; the model is moved there.
         amp: mixed precision where the device supports it (bf16/fp16 on CUDA; fp32 on CPU).
         grad_clip: max global gradient norm, or ``None``.
         checkpoint: file to save after each epoch and to resume from when it exists.
         seed: seeds the per-epoch data order (``seed``, epoch) of loaders made by :func:`make_loader`.
-        callbacks: ``f(trainer, logs)`` called after every iteration (e.g. a margin's annealing schedule).
+        callbacks: ``f(trainer, logs)`` called after every iteration (e.g. a margin's annealing schedule);
+            ``logs`` holds the iteration's values as :meth:`train_step` returns them.
         sync_batchnorm: under ``torchrun``, batch-norm statistics over the global batch (``SyncBatchNorm``,
             GPUs only) instead of each process's own batch.
         find_unused_parameters: tell ``DistributedDataParallel`` that some parameters may get no gradient.
         meta: the model's description (:func:`facelearn.registry.metadata`), stored in every checkpoint so that
             :func:`facelearn.load` rebuilds the model from it alone.
+        log_every: the host waits for the device once every ``log_every`` iterations (and at each epoch's
+            end) to read the finiteness flags and refresh the progress bar.
+        channels_last: store the model's weights and each 4-D image batch channels-last ((N, H, W, C) in
+            memory), the layout GPU convolution kernels prefer.
+        compile: run the model's forward through ``torch.compile`` (compiled on the first iterations).
+            Both switches are off by default: on the CPU both were measured slower for the book's models
+            (``benchmarks/trainer_overhead.py``).
+
+    Between two waits the logs stay on the device: each iteration adds its detached values to device
+    tensors, so nothing forces the host to wait for the step it has just queued. The check that a step is
+    finite stays exact. Each iteration computes, on the device, whether its loss, its gradient norm and (after
+    the update) its weights are finite, and the first iteration that was not; at the next wait
+    :class:`~facelearn.errors.TrainingStopped` names that iteration. An update never uses a non-finite loss or
+    gradient: a fused optimiser (on CUDA, torch's SGD, Adam and AdamW at their default implementation are
+    switched to the fused one) is told on the device to skip the step, and skips every later step too, so
+    the parameters and the optimiser state are those before the iteration named (the batch-norm running
+    statistics keep the forward passes up to the wait). Another optimiser, and fp16's gradient scaler, get
+    the flag read before each update (one wait per iteration, as on the CPU, where reading it costs nothing).
 
     Under ``torchrun`` the process group is joined here (:func:`facelearn.engine.distributed.setup`) and
     ``self.model`` stays the plain model; the wrapped one is used for the forward and backward passes only.
@@ -130,14 +193,18 @@ class Trainer:
                  device: torch.device | str | None = None, scheduler: Any = None, amp: bool = True,
                  grad_clip: float | None = None, checkpoint: str | os.PathLike | None = None, seed: int = 0,
                  callbacks: Iterable[Callable[["Trainer", dict], None]] = (), sync_batchnorm: bool = False,
-                 find_unused_parameters: bool = False, meta: dict[str, Any] | None = None) -> None:
+                 find_unused_parameters: bool = False, meta: dict[str, Any] | None = None, log_every: int = 50,
+                 channels_last: bool = False, compile: bool = False) -> None:
+        if log_every < 1:
+            raise ValueError(f"log_every must be a positive number of iterations, got {log_every}")
         self.world_size = distributed.world_size() if distributed.setup() else 1
         self.device = torch.device(device) if device is not None else runtime.device()
         if self.device.type == "cuda" and self.device.index is None and self.world_size > 1:
             self.device = torch.device("cuda", torch.cuda.current_device())
         if sync_batchnorm and self.world_size > 1:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = model.to(self.device)
+        self.channels_last = channels_last
+        self.model = model.to(self.device, memory_format=torch.channels_last) if channels_last else model.to(self.device)
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.loss_fn = loss_fn
@@ -148,15 +215,25 @@ class Trainer:
         self.seed = seed
         self.callbacks = list(callbacks)
         self.meta = meta
+        self.log_every = log_every
         self.epoch = 0  # epochs completed
         self.step = 0  # iterations completed
         self.history: list[dict[str, float]] = []
+        self._fused = self.device.type == "cuda" and _fuse(optimizer)  # before a checkpoint's state is loaded
+        # the optimiser skips a step on the device when told: no wait before each update
+        self._deferred = getattr(optimizer, "_step_supports_amp_scaling", False) and not self.scaler.is_enabled()
+        self._first_bad = torch.full((), -1, dtype=torch.long, device=self.device)  # first non-finite iteration
+        self._why = torch.zeros((), dtype=torch.long, device=self.device)  # _LOSS, _GRADIENTS or _WEIGHTS
+        self._bad_loss = torch.zeros((), device=self.device)  # its loss
         if self.checkpoint is not None and distributed.is_main():
             remove_stale_temporaries(self.checkpoint)  # left by a write that was killed before its rename
         if self.checkpoint is not None and self.checkpoint.exists():
             state = load_checkpoint(self.checkpoint, map_location=self.device)
             check_resumable(state, self.checkpoint, self.model, meta, shapes=self.world_size == 1)
             self.load_state_dict(state)
+        if compile:
+            _compile(self.model)
+        self.compile = compile
         self._forward: nn.Module = _Objective(self.model, loss_fn)
         if self.world_size > 1:  # wrapping broadcasts rank 0's weights, so every process starts equal
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -166,39 +243,101 @@ class Trainer:
                                                     find_unused_parameters=find_unused_parameters)
 
     # -- one iteration -------------------------------------------------------------------------------------
-    def train_step(self, batch: Any) -> dict[str, float]:
-        """Forward, backward and update on one batch; returns the logs with ``loss``."""
+    def train_step(self, batch: Any) -> dict[str, torch.Tensor | float]:
+        """Forward, backward and update on one batch; returns the logs: ``loss`` and ``loss_fn``'s values, the
+        tensors among them detached 0-d tensors on the device (``float(logs["loss"])`` waits for the step).
+
+        Every ``log_every``-th iteration waits for the device and raises
+        :class:`~facelearn.errors.TrainingStopped` if an iteration since the last wait was not finite."""
         self.model.train()
-        batch = to_device(batch, self.device)
+        batch = to_device(batch, self.device, channels_last=self.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            loss, logs = self._forward(batch)
-        if not torch.isfinite(loss):
+            loss, logs = self._compiled_forward(batch)
+        loss_ok = torch.isfinite(loss.detach())
+        if not self._deferred and not bool(loss_ok):
             raise TrainingStopped(f"loss is {loss.item()} at iteration {self.step}; lower the learning rate")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()  # under DDP: gradients averaged over the processes here
+        norm = None
         if self.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
-            self._clip_gradients(self.grad_clip)
+            norm = self._clip_gradients(self.grad_clip)
+        grads_ok = loss_ok
         if not self.scaler.is_enabled():  # fp16's scaler skips a step with infinite gradients by itself
-            stop_if_nonfinite("gradients", (p.grad for p in self.model.parameters() if p.grad is not None), self.step)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        stop_if_nonfinite("weights", self.model.parameters(), self.step)
+            if norm is None:
+                norm = nn.utils.get_total_norm([p.grad.detach() for p in self.model.parameters() if p.grad is not None])
+            grads_ok = torch.isfinite(norm)
+            if not self._deferred and not bool(grads_ok):
+                raise TrainingStopped(self._stopped("gradients", self.step))
+        if self._deferred:  # skipped on the device: this step not finite, or an earlier one
+            self.optimizer.found_inf = (~(loss_ok & grads_ok & (self._first_bad < 0))).float()
+            try:
+                self.optimizer.step()
+            finally:
+                del self.optimizer.found_inf
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        weights_ok = torch.isfinite(nn.utils.get_total_norm([p.detach() for p in self.model.parameters()]))
+        if self._deferred:
+            self._record(loss.detach(), loss_ok, grads_ok, weights_ok)
+        elif not bool(weights_ok):
+            raise TrainingStopped(self._stopped("weights", self.step))
         if self.scheduler is not None:
             self.scheduler.step()
         self.step += 1
-        logs = {"loss": float(loss.detach()), **{k: float(v) for k, v in logs.items()}}
+        if self.step % self.log_every == 0:
+            self.check()
+        logs = {"loss": loss.detach(), **{k: v.detach() if torch.is_tensor(v) else v for k, v in logs.items()}}
         for callback in self.callbacks:
             callback(self, logs)
         return logs
 
-    def _clip_gradients(self, max_norm: float) -> None:
+    def _compiled_forward(self, batch: Any) -> "tuple[torch.Tensor, dict]":
+        if not self.compile:
+            return self._forward(batch)
+        try:
+            return self._forward(batch)
+        except torch._dynamo.exc.TorchDynamoException as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise RuntimeError(f"compile=True: torch.compile failed on this machine ({first}); train with "
+                               f"compile=False") from None
+
+    def _record(self, loss: torch.Tensor, *finite: torch.Tensor) -> None:
+        """Note, on the device, this iteration as the first non-finite one if it is (no wait)."""
+        loss_ok, grads_ok, weights_ok = finite
+        why = torch.where(~loss_ok, _LOSS, torch.where(~grads_ok, _GRADIENTS, torch.where(~weights_ok, _WEIGHTS, 0)))
+        first = (self._first_bad < 0) & (why > 0)
+        self._first_bad = torch.where(first, self.step, self._first_bad)
+        self._why = torch.where(first, why, self._why)
+        self._bad_loss = torch.where(first, loss.float(), self._bad_loss)
+
+    def check(self) -> None:
+        """Wait for the device and raise :class:`~facelearn.errors.TrainingStopped` naming the first iteration
+        whose loss, gradients or weights were not finite, if any was (it and every later one left no update;
+        ``self.step`` goes back to it)."""
+        if not self._deferred:
+            return  # each iteration was checked before its update
+        first, why, loss = int(self._first_bad), int(self._why), float(self._bad_loss)
+        if first < 0:
+            return
+        self.step = first
+        if why == _LOSS:
+            raise TrainingStopped(f"loss is {loss} at iteration {first}; lower the learning rate")
+        raise TrainingStopped(self._stopped("gradients" if why == _GRADIENTS else "weights", first))
+
+    @staticmethod
+    def _stopped(what: str, step: int) -> str:
+        return (f"{what} are not finite at iteration {step} (the loss was finite); lower the learning rate or "
+                f"check the data — the last checkpoint is the last good state")
+
+    def _clip_gradients(self, max_norm: float) -> torch.Tensor:
         """Scale every gradient by min(1, max_norm / (‖g‖ + 10⁻⁶)), ‖g‖ the global norm; a sharded
-        parameter's part of ‖g‖² is summed over the processes, so every process scales by the same factor."""
+        parameter's part of ‖g‖² is summed over the processes, so every process scales by the same factor.
+        Returns ‖g‖ before clipping (a 0-d tensor on the device)."""
         shards = {id(p) for _, _, p in self._sharded()} if self.world_size > 1 else set()
         if not shards:
-            nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-            return
+            return nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         grads = [(p.grad, id(p) in shards) for p in self.model.parameters() if p.grad is not None]
         mine = torch.stack([g.float().pow(2).sum() for g, sharded in grads if sharded]).sum()
         dist.all_reduce(mine)
@@ -206,12 +345,14 @@ class Trainer:
         factor = (max_norm / (total + 1e-6)).clamp(max=1.0)
         for g, _ in grads:
             g.mul_(factor.to(g.dtype))
+        return total
 
     # -- epochs --------------------------------------------------------------------------------------------
     def fit(self, loader: DataLoader, epochs: int, *, progress: bool = True) -> list[dict[str, float]]:
         """Train until ``epochs`` epochs are complete (counting those restored from the checkpoint).
 
         Returns the history: one dict per epoch with the mean of each logged value, ``epoch`` and ``seconds``.
+        The progress bar shows the epoch's mean loss so far, refreshed every ``log_every`` iterations.
         """
         from tqdm.auto import tqdm
 
@@ -222,9 +363,10 @@ class Trainer:
         if self.checkpoint is not None and main and self.history:  # a kill after a checkpoint, before its log line
             sync_log(self.checkpoint.with_suffix(".log.jsonl"), [self._log_record(r, loader) for r in self.history])
         bar = tqdm(total=remaining * len(loader), desc="training", disable=not (progress and main and remaining))
+        sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64  # MPS has no float64
         while self.epoch < epochs:
             self._reseed(loader, self.epoch)
-            sums: dict[str, float] = defaultdict(float)
+            sums: dict[str, torch.Tensor | float] = defaultdict(float)  # on the device for tensor logs
             count = 0
             start = time.perf_counter()
             bar.set_description(f"epoch {self.epoch + 1}/{epochs}")
@@ -232,11 +374,13 @@ class Trainer:
                 for batch in loader:
                     logs = self.train_step(batch)
                     for k, v in logs.items():
-                        sums[k] += v
+                        sums[k] = sums[k] + (v.to(sum_dtype) if torch.is_tensor(v) else v)
                     count += 1
                     bar.update(1)
-                    bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
-                record = self._mean_over_processes(sums, count)
+                    if self.step % self.log_every == 0:  # train_step has just waited for the device
+                        bar.set_postfix(loss=f"{float(sums['loss']) / count:.4f}", refresh=False)
+                self.check()
+                record = self._mean_over_processes({k: float(v) for k, v in sums.items()}, count)
                 self.epoch += 1
                 record.update(epoch=self.epoch, seconds=time.perf_counter() - start)
                 self.history.append(record)
@@ -317,6 +461,8 @@ class Trainer:
         Sharded parameters are stored whole (a collective: every process must call this)."""
         model, optimizer = self.model.state_dict(), self.optimizer.state_dict()
         optimizer = {**optimizer, "state": dict(optimizer["state"])}  # never write into the live state
+        if self._fused:  # the checkpoint holds the optimiser as it was built, resumable on any device
+            optimizer["param_groups"] = [{**g, "fused": None} for g in optimizer["param_groups"]]
         self._per_class(model, optimizer, "gather")
         return {
             "model": model,
@@ -334,6 +480,8 @@ class Trainer:
         """Restore :meth:`state_dict`, on any number of processes (sharded parameters cut to this one's rows)."""
         model, optimizer = dict(state["model"]), dict(state["optimizer"])
         optimizer["state"] = dict(optimizer["state"])
+        if self._fused:  # stay fused (Adam's step counts are then loaded onto the device)
+            optimizer["param_groups"] = [{**g, "fused": True} for g in optimizer["param_groups"]]
         self._per_class(model, optimizer, "shard")
         self.model.load_state_dict(model)
         self.optimizer.load_state_dict(optimizer)
