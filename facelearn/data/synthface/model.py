@@ -160,9 +160,36 @@ class _Fields:
         self.nose_relief = _relief(fx, fy, 1.0) - _relief(fx, fy, 0.0)
         self.other_relief = _relief(fx, fy, 0.0)
         self.cheeks = _g(fx, fy, 3.9, 3.4, 1.8, 1.8) + _g(fx, fy, -3.9, 3.4, 1.8, 1.8)
+        self.shapes: dict[tuple, tuple] = {}  # identity → the expression-free part of eq. (1)
 
 
 _FIELDS: dict[int, _Fields] = {}
+_MAX_SHAPES = 512  # identities whose expression-free part of eq. (1) is kept (per topology)
+
+
+def _identity_part(f: _Fields, identity: Identity) -> tuple:
+    """The expression-free terms of eq. (1) for ``identity``, cached on ``f``: (coefficients, frontal x and y
+    after the identity fields, the eye scale, front · relief)."""
+    key = (identity.shape.dtype.str, identity.shape.tobytes(), identity.brow_thickness)
+    part = f.shapes.get(key)
+    if part is None:
+        a = dict(zip(IDENTITY_SHAPE, identity.shape.tolist()))
+        fx, fy, sx = f.fx, f.fy, f.sx
+        # identity fields in frontal coordinates (moves of the face's features)
+        dx = 0.45 * a["eye_spacing"] * sx * f.eye_w
+        scale_eye = 1 + 0.12 * a["eye_size"] * f.eye_w
+        ex = (3.2 + 0.45 * a["eye_spacing"]) * sx
+        fx2 = np.where(f.in_eye, ex + (fx + dx - ex) * scale_eye, fx + dx)
+        fy2 = np.where(f.in_eye, 0.2 + (fy - 0.2) * scale_eye, fy)
+        fx2 += 0.18 * a["nose_width"] * fx * f.nose_w + 0.1 * a["mouth_width"] * fx * f.mouth_w
+        fy2 += (0.3 * a["nose_length"] * f.nose_len + 0.15 * a["lip_thickness"] * f.lips - 0.3 * a["brow_height"] * f.brow
+                + 0.35 * a["chin"] * f.chin + 0.4 * (identity.brow_thickness - 1) * f.lower_brow)
+        # relief and the global shape fields; only the front of the head follows the frontal moves
+        relief = (1 + 0.28 * a["nose_height"]) * f.nose_relief + f.other_relief + 0.25 * a["cheeks"] * f.cheeks
+        if len(f.shapes) >= _MAX_SHAPES:
+            del f.shapes[next(iter(f.shapes))]
+        part = f.shapes[key] = (a, fx2, fy2, scale_eye, f.front * relief)
+    return part
 
 
 def face_vertices(identity: Identity, expression: Expression = Expression(), topology: FaceTopology = TOPOLOGY) -> np.ndarray:
@@ -170,27 +197,15 @@ def face_vertices(identity: Identity, expression: Expression = Expression(), top
     f = _FIELDS.get(id(topology))
     if f is None:
         f = _FIELDS[id(topology)] = _Fields(topology)
-    a = dict(zip(IDENTITY_SHAPE, identity.shape.tolist()))
+    a, fx2, fy2, scale_eye, front_relief = _identity_part(f, identity)
     v = topology.vertices.copy()
-    fx, fy, sx = f.fx, f.fy, f.sx
-    # identity fields in frontal coordinates (moves of the face's features)
-    dx = 0.45 * a["eye_spacing"] * sx * f.eye_w
-    scale_eye = 1 + 0.12 * a["eye_size"] * f.eye_w
-    ex = (3.2 + 0.45 * a["eye_spacing"]) * sx
-    fx2 = np.where(f.in_eye, ex + (fx + dx - ex) * scale_eye, fx + dx)
-    fy2 = np.where(f.in_eye, 0.2 + (fy - 0.2) * scale_eye, fy)
-    fx2 += 0.18 * a["nose_width"] * fx * f.nose_w + 0.1 * a["mouth_width"] * fx * f.mouth_w
-    fy2 += (0.3 * a["nose_length"] * f.nose_len + 0.15 * a["lip_thickness"] * f.lips - 0.3 * a["brow_height"] * f.brow
-            + 0.35 * a["chin"] * f.chin + 0.4 * (identity.brow_thickness - 1) * f.lower_brow)
     # expression fields
-    fy2 += (expression.mouth_open * 1.7 * f.lower - expression.smile * 0.55 * f.corners
-            + expression.eye_closure * f.upper_lid * scale_eye - expression.brow_raise * 0.55 * f.brow_raise)
-    fx2 += expression.smile * 0.3 * sx * f.corners
-    # relief and the global shape fields; only the front of the head follows the frontal moves
-    relief = (1 + 0.28 * a["nose_height"]) * f.nose_relief + f.other_relief + 0.25 * a["cheeks"] * f.cheeks
-    v[:, 0] += f.front * (fx2 - fx)
-    v[:, 1] += f.front * (fy2 - fy)
-    v[:, 2] -= f.front * relief
+    fy2 = fy2 + (expression.mouth_open * 1.7 * f.lower - expression.smile * 0.55 * f.corners
+                 + expression.eye_closure * f.upper_lid * scale_eye - expression.brow_raise * 0.55 * f.brow_raise)
+    fx2 = fx2 + expression.smile * 0.3 * f.sx * f.corners
+    v[:, 0] += f.front * (fx2 - f.fx)
+    v[:, 1] += f.front * (fy2 - f.fy)
+    v[:, 2] -= front_relief
     jaw = np.clip((v[:, 1] - 4.0) / 6.0, 0, 1)
     v[:, 0] *= 1 + 0.07 * a["face_width"] + 0.11 * a["jaw"] * jaw
     v[:, 1] *= np.where(v[:, 1] > 0, 1 + 0.05 * a["face_length"], 1 + 0.05 * a["forehead"])

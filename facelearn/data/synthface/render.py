@@ -17,6 +17,7 @@ pitch lifts the chin (face looks up), positive roll turns the face clockwise in 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -58,6 +59,49 @@ def hair_mask(identity: Identity) -> np.ndarray:
     return y < limit
 
 
+@dataclass(frozen=True)
+class _Look:
+    """What a face's rendering takes from its identity alone, computed once per identity: the hair mask
+    (V,), the hair's outward growth (V,) and the vertex colours (V, 3) RGB."""
+
+    hair: np.ndarray
+    grow: np.ndarray
+    albedo: np.ndarray
+    triangle_albedo: dict  # triangles' id → (T, 3) the mean of each triangle's three vertex colours
+
+
+_LOOKS: dict[tuple, _Look] = {}
+_MAX_LOOKS = 512
+
+
+def _look(identity: Identity) -> _Look:
+    """The identity's :class:`_Look`, from a cache keyed by the parameters it depends on."""
+    key = (identity.hair_style, identity.hairline, identity.beard, *((a.dtype.str, a.tobytes()) for a in
+                                                                     (identity.skin, identity.hair)))
+    look = _LOOKS.get(key)
+    if look is None:
+        hair = hair_mask(identity)
+        grow = np.where(hair, 0.35 + 0.25 * (identity.hair_style >= 2), 0.0)
+        albedo = np.broadcast_to(identity.skin, (len(TOPOLOGY.vertices), 3)).copy()
+        albedo[hair] = identity.hair
+        if identity.beard:
+            mix = 0.45 if identity.beard == 1 else 0.9
+            albedo[_BEARD_ZONE & ~hair] = (1 - mix) * identity.skin + mix * identity.hair * 0.8
+        if len(_LOOKS) >= _MAX_LOOKS:
+            del _LOOKS[next(iter(_LOOKS))]
+        look = _LOOKS[key] = _Look(hair, grow, albedo, {})
+    return look
+
+
+def _triangle_albedo(look: _Look, tri: np.ndarray) -> np.ndarray:
+    """(T, 3): each triangle's mean vertex colour, summed in np.mean's order."""
+    mean = look.triangle_albedo.get(id(tri))
+    if mean is None:
+        a = look.albedo
+        mean = look.triangle_albedo[id(tri)] = (a[tri[:, 0]] + a[tri[:, 1]] + a[tri[:, 2]]) / 3
+    return mean
+
+
 @dataclass
 class FaceRender:
     """What :func:`draw_face` drew: landmarks98 (98, 2) pixels; visible98 (98,) bool (not self-occluded,
@@ -74,14 +118,13 @@ def project(identity: Identity, expression: Expression, pose: tuple[float, float
             distance: float = 80.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pose, perspective-project and place a face so its box (landmarks + forehead) has ``height`` pixels
     and is centred at ``centre``. → (points (V, 2) px, camera-space vertices (V, 3), box (4,))."""
-    return _project(identity, expression, pose, centre, height, distance, hair_mask(identity))
+    return _project(identity, expression, pose, centre, height, distance, _look(identity).grow)
 
 
 def _project(identity: Identity, expression: Expression, pose, centre, height: float, distance: float,
-             hair: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`project` with the identity's :func:`hair_mask` already computed."""
+             grow: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`project` with the identity's hair growth (:class:`_Look`) already computed."""
     v = face_vertices(identity, expression)
-    grow = np.where(hair, 0.35 + 0.25 * (identity.hair_style >= 2), 0.0)
     r = np.hypot(v[:, 0], v[:, 2] + 0.5) + 1e-6
     v[:, 0] += grow * v[:, 0] / r
     v[:, 2] += grow * (v[:, 2] + 0.5) / r
@@ -98,7 +141,8 @@ def _project(identity: Identity, expression: Expression, pose, centre, height: f
 
 
 def _shade(cam: np.ndarray, tri: np.ndarray, light: np.ndarray, ambient: float) -> tuple[np.ndarray, np.ndarray]:
-    a, b, c = cam[tri[:, 0]], cam[tri[:, 1]], cam[tri[:, 2]]
+    corners = cam[tri]
+    a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
     u, v = (b - a).T, (c - a).T
     n = np.stack([u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]], axis=1)  # u × v
     n /= np.sqrt(n[:, 0] * n[:, 0] + n[:, 1] * n[:, 1] + n[:, 2] * n[:, 2])[:, None] + 1e-12
@@ -107,7 +151,12 @@ def _shade(cam: np.ndarray, tri: np.ndarray, light: np.ndarray, ambient: float) 
 
 
 def _poly(p: np.ndarray) -> np.ndarray:
-    return np.round(p * _ONE).astype(np.int32)
+    return np.rint(p * _ONE).astype(np.int32)  # np.round(·) with 0 decimals is np.rint
+
+
+def _norm(v: np.ndarray) -> float:
+    """np.linalg.norm of a 1-D vector, computed as it computes it (√(v·v)) without its argument handling."""
+    return math.sqrt(v.dot(v))
 
 
 def _signed_area(p: np.ndarray) -> float:
@@ -129,7 +178,7 @@ def _features(canvas, identity: Identity, pts, cam, k: float, unit: float):
     z = cam[:98, 2]
     items = []
     down = (L[76] + L[82]) / 2 - (L[96] + L[97]) / 2
-    down = down / (np.linalg.norm(down) + 1e-9)
+    down = down / (_norm(down) + 1e-9)
     skin = _colour(identity.skin, k)
     line = max(1, int(round(0.12 * unit)))
 
@@ -137,8 +186,8 @@ def _features(canvas, identity: Identity, pts, cam, k: float, unit: float):
         c = L[i0:i0 + 8]
         if _signed_area(c) <= 0.02 * unit * unit:
             return
-        w = np.linalg.norm(c[0] - c[4])
-        opening = np.linalg.norm(c[2] - c[6])
+        w = _norm(c[0] - c[4])
+        opening = _norm(c[2] - c[6])
         lid = -down * 0.3 * w
 
         def draw():
@@ -181,7 +230,7 @@ def _features(canvas, identity: Identity, pts, cam, k: float, unit: float):
         for eye_i, side in ((96, 1), (97, -1)):
             if _signed_area(L[(60 if eye_i == 96 else 68):(68 if eye_i == 96 else 76)]) <= 0:
                 continue
-            axes = (int(2.0 * unit * _ONE * min(1.0, np.linalg.norm(across) / (6.4 * unit) + 0.2)), int(1.45 * unit * _ONE))
+            axes = (int(2.0 * unit * _ONE * min(1.0, _norm(across) / (6.4 * unit) + 0.2)), int(1.45 * unit * _ONE))
             if identity.glasses == 2:
                 cv2.ellipse(canvas, tuple(_poly(L[eye_i])), axes, ang, 0, 360, (20, 20, 25), -1, cv2.LINE_8, _SHIFT)
             cv2.ellipse(canvas, tuple(_poly(L[eye_i])), axes, ang, 0, 360, _colour(identity.glasses_colour), line,
@@ -227,32 +276,27 @@ def draw_face(canvas: np.ndarray, identity: Identity, expression: Expression, po
     Faces under 48 px use the coarse triangulation. ``visibility``: "all" tests the 98 landmarks for
     self-occlusion, "five" only the 5 RetinaFace points (the rest are reported visible), "none" none.
     """
-    hair = hair_mask(identity)
-    pts, cam, box = _project(identity, expression, pose, centre, height, 80.0, hair)
+    look = _look(identity)
+    pts, cam, box = _project(identity, expression, pose, centre, height, 80.0, look.grow)
     tri = TOPOLOGY.triangles if height >= 48 else TOPOLOGY.coarse_triangles
     light = np.array([0.3, -0.4, -1.0]) if light is None else np.asarray(light, dtype=np.float64)
-    light = light / np.linalg.norm(light)
+    light = light / _norm(light)
     if clothes is not None:
         _draw_body(canvas, pts, cam, pose, height, identity, clothes)
     p = pts[tri]
     front = ((p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 1, 1] - p[:, 0, 1]) * (p[:, 2, 0] - p[:, 0, 0])) > 0
     shown = tri[front]  # only the front-facing triangles are shaded and drawn
     intensity, depth = _shade(cam, shown, light, ambient)
-    albedo = np.broadcast_to(identity.skin, (len(TOPOLOGY.vertices), 3)).copy()
-    albedo[hair] = identity.hair
-    if identity.beard:
-        mix = 0.45 if identity.beard == 1 else 0.9
-        albedo[_BEARD_ZONE & ~hair] = (1 - mix) * identity.skin + mix * identity.hair * 0.8
-    corner = albedo[shown]  # (T, 3 corners, 3): the mean of the three, summed in np.mean's order
-    tri_col = (corner[:, 0] + corner[:, 1] + corner[:, 2]) / 3 * intensity[:, None]
+    tri_col = _triangle_albedo(look, tri)[front] * intensity[:, None]
     k = float(ambient + (1 - ambient) * max(0.0, -light[2]) * 0.9)
     items = _features(canvas, identity, pts, cam, k, height / 16.3)
-    items += [_ear(canvas, cam, pts, side, _colour(identity.skin * 0.85, k)) for side in (-1, 1)]
+    ear_colour, face_centre = _colour(identity.skin * 0.85, k), pts[:98].mean(0)
+    items += [_ear(canvas, cam, pts, side, ear_colour, face_centre) for side in (-1, 1)]
     order = np.argsort(-np.concatenate([depth, [d for d, _ in items]]), kind="stable")  # far to near
     n_tri = len(shown)
     is_tri = order < n_tri
     tri_order = order[is_tri]
-    polys = list(_poly(pts[shown[tri_order]]))
+    polys = list(_poly(p[np.flatnonzero(front)[tri_order]]))
     bgr = np.clip(tri_col[tri_order][:, ::-1], 0, 255).astype(np.int32).astype(np.float64)
     cols = list(zip(*bgr.T.tolist()))  # whole grey levels as tuples of floats: OpenCV's quickest colour argument
     # the features go between runs of triangles: run r is the triangles painted before the r-th feature
@@ -276,20 +320,23 @@ def draw_face(canvas: np.ndarray, identity: Identity, expression: Expression, po
 _COS9, _SIN9 = np.cos(np.linspace(0, 2 * np.pi, 10)[:-1]), np.sin(np.linspace(0, 2 * np.pi, 10)[:-1])
 _EAR = {side: np.flatnonzero((np.abs(TOPOLOGY.uv[:, 0] - side * np.pi / 2) < 0.25) & (np.abs(TOPOLOGY.uv[:, 1] - 1.5) < 2.0))
         for side in (-1, 1)}
+#: each ear's lowest and highest vertex on the head (its long axis)
+_EAR_ENDS = {side: (int(idx[np.argmax(TOPOLOGY.uv[idx, 1])]), int(idx[np.argmin(TOPOLOGY.uv[idx, 1])]))
+             for side, idx in _EAR.items()}
 
 
-def _ear(canvas, cam, pts, side: int, colour):
+def _ear(canvas, cam, pts, side: int, colour, face_centre):
     """(depth, draw) for the ear on ``side`` (-1: the image-left side of a frontal face): an oval that sticks
-    out sideways from the head's side vertices."""
+    out sideways from the head's side vertices; face_centre: the mean of the 98 landmarks (2,)."""
     idx = _EAR[side]
     centre = pts[idx].mean(0)
-    ys = TOPOLOGY.uv[idx, 1]
-    axis = pts[idx[np.argmax(ys)]] - pts[idx[np.argmin(ys)]]
-    h = max(np.linalg.norm(axis), 1.0)
+    low, high = _EAR_ENDS[side]
+    axis = pts[low] - pts[high]
+    h = max(_norm(axis), 1.0)
     along = axis / h
-    outward = centre - pts[:98].mean(0)
+    outward = centre - face_centre
     outward -= along * (outward @ along)
-    outward = outward / (np.linalg.norm(outward) + 1e-9)
+    outward = outward / (_norm(outward) + 1e-9)
     oval = centre + outward * 0.12 * h + _COS9[:, None] * (outward * 0.22 * h) + _SIN9[:, None] * (along * 0.45 * h)
     return cam[idx, 2].mean() + 0.8, lambda: cv2.fillConvexPoly(canvas, _poly(oval), colour, cv2.LINE_8, _SHIFT)
 
@@ -298,14 +345,15 @@ def _draw_body(canvas, pts, cam, pose, height, identity, clothes):
     """Neck and shoulders behind the head, following its roll and a little of its yaw."""
     chin = pts[16]
     up = pts[16] - pts[53]
-    up = up / (np.linalg.norm(up) + 1e-9)
+    up = up / (_norm(up) + 1e-9)
     side = np.array([-up[1], up[0]])
     u = height / 16.0
     neck = [chin + side * 3.0 * u - up * 4 * u, chin - side * 3.0 * u - up * 4 * u, chin - side * 3.2 * u + up * 6 * u,
             chin + side * 3.2 * u + up * 6 * u]
-    cv2.fillConvexPoly(canvas, _poly(np.array(neck)), _colour(identity.skin * 0.75), cv2.LINE_8, _SHIFT)
+    neck, skin = _poly(np.array(neck)), _colour(identity.skin * 0.75)
+    cv2.fillConvexPoly(canvas, neck, skin, cv2.LINE_8, _SHIFT)
     sh = chin + up * 4.5 * u
     body = [sh + side * 4 * u, sh - side * 4 * u, sh - side * 11 * u + up * 5 * u, sh - side * 12 * u + up * 30 * u,
             sh + side * 12 * u + up * 30 * u, sh + side * 11 * u + up * 5 * u]
     cv2.fillPoly(canvas, [_poly(np.array(body))], _colour(clothes), cv2.LINE_8, _SHIFT)
-    cv2.fillConvexPoly(canvas, _poly(np.array(neck)), _colour(identity.skin * 0.75), cv2.LINE_8, _SHIFT)
+    cv2.fillConvexPoly(canvas, neck, skin, cv2.LINE_8, _SHIFT)

@@ -192,7 +192,9 @@ def finish(img: np.ndarray, rng: np.random.Generator, noise: float = 4.0, gain: 
         n = np.empty(img.shape[:2], np.float32)
         cv2.setRNGSeed(seed)
         cv2.randn(n, 0.0, sigma)
-        out = np.add(img, n[..., None], dtype=np.float32)  # the image in float32 plus the noise, in one pass
+        # the image in float32 plus the noise (the same in the three channels); OpenCV's add is NumPy's float32
+        # addition, without NumPy's slow broadcast over the channel axis
+        out = cv2.add(img, cv2.cvtColor(n, cv2.COLOR_GRAY2BGR), dtype=cv2.CV_32F)
     else:
         out = img.astype(np.float32)
     return cv2.convertScaleAbs(out, alpha=gain) if abs(gain - 1) >= 1e-3 else np.clip(out, 0, 255).astype(np.uint8)
