@@ -23,7 +23,7 @@ export FACELEARN_HOME ?= $(CURDIR)/_build/facelearn_home
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test unit notebooks book-strict browser-check setup vendor chromium checkpoints clean student
+.PHONY: book test unit notebooks book-strict browser-check setup vendor chromium checkpoints clean student figures
 
 book: setup vendor
 	$(BIN)/jupyter-book build . --keep-going
@@ -67,6 +67,12 @@ chromium:
 # The HTML build publishes the same files under _build/html/student/.
 student: setup
 	$(BIN)/python -m facelearn.teaching.student notebooks student
+
+# The figure pack for slides: every captioned figure of the built book as PNG (SVG for the explorers) with its
+# caption, into _build/figures (the HTML build publishes it under _build/html/figures/). For SVG of every figure:
+# python -m facelearn.teaching.figures --execute notebooks _build/figures  (runs the chapters again).
+figures: book
+	$(BIN)/python -m facelearn.teaching.figures _build/jupyter_execute/notebooks _build/figures
 
 unit: setup
 	$(BIN)/python -m pytest -q -m "not book" tests

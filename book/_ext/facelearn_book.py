@@ -5,7 +5,9 @@ browser report "Identifier 'THEBE_JS_URL' has already been declared"; this exten
 script entries (same source and attributes) from each page before it is written.
 
 It also publishes the student notebooks (:mod:`facelearn.teaching.student`): every chapter with exercises
-gets a link under its title to ``student/NN_name.ipynb``, which the HTML build writes next to the pages.
+gets a link under its title to ``student/NN_name.ipynb``, which the HTML build writes next to the pages, and
+the instructors' figure pack (:mod:`facelearn.teaching.figures`), written from the executed chapters into
+``figures/``.
 """
 
 from pathlib import Path
@@ -53,8 +55,17 @@ def _write_student_notebooks(app, exception):
         write_student_notebooks(Path(app.srcdir) / "notebooks", Path(app.outdir) / "student")
 
 
+def _write_figure_pack(app, exception):
+    executed = Path(app.outdir).parent / "jupyter_execute" / "notebooks"
+    if exception is None and app.builder.format == "html" and executed.is_dir():
+        from facelearn.teaching.figures import pack_from
+
+        pack_from(executed, Path(app.outdir) / "figures")
+
+
 def setup(app):
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
     app.connect("doctree-resolved", _link_student_version)
     app.connect("build-finished", _write_student_notebooks)
+    app.connect("build-finished", _write_figure_pack)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
