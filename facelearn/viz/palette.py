@@ -1,4 +1,4 @@
-"""Colours, line styles and markers every figure of the book draws with (book: "How to use this book").
+"""Colours, line styles and markers every figure of the book draws with (all chapters; "How to run this book").
 
 The colours are Okabe and Ito's palette, which stays distinguishable under the common colour-vision
 deficiencies; wherever colour tells things apart, a line style or a marker tells them apart as well, so a
