@@ -29,7 +29,8 @@ def draw_boxes(ax, boxes, colour: str = palette.POSITIVE, width: float = 1.5, la
             ax.text(x1, y1 - 2, str(labels[i]), color=colour, fontsize=7, va="bottom")
 
 
-def draw_landmarks(ax, points, colours=("#D55E00", "#56B4E9", "#009E73", "#CC79A7", "#F0E442"), size: float = 8) -> None:
+def draw_landmarks(ax, points, colours=("#D55E00", "#56B4E9", "#009E73", "#CC79A7", "#F0E442"),
+                   size: float = 8) -> None:
     """Draw (N, 5, 2) landmarks, one colour and one marker per point of the 5-point order (left eye ○, right
     eye □, nose △, left mouth corner ◇, right mouth corner ▽)."""
     pts = _np(points).reshape(-1, 5, 2)
@@ -54,7 +55,8 @@ def draw_anchor_levels(ax, image: np.ndarray, config, centre: tuple[float, float
         colour = LEVEL_COLOURS[level % len(LEVEL_COLOURS)]
         ax.scatter(_np(near[:, 0]), _np(near[:, 1]), s=6, c=colour, marker=palette.marker(level), linewidths=0)
         draw_boxes(ax, cxcywh_to_xyxy(cell), colour, 1.2, style=palette.linestyle(level))
-        ax.plot([], [], color=colour, ls=palette.linestyle(level), marker=palette.marker(level), ms=3, label=f"stride {stride}: {', '.join(f'{s:.0f}' for s in config.sizes[level])} px")
+        ax.plot([], [], color=colour, ls=palette.linestyle(level), marker=palette.marker(level), ms=3,
+                label=f"stride {stride}: {', '.join(f'{s:.0f}' for s in config.sizes[level])} px")
     ax.legend(loc="lower right", fontsize=7)
     ax.set_xlim(0, w)
     ax.set_ylim(h, 0)

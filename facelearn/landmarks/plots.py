@@ -74,7 +74,8 @@ def plot_weight_vs_pose(omega: torch.Tensor, ax=None, thresholds: PoseThresholds
     ax = ax or plt.subplots(figsize=(6, 3.5))[1]
     yaw = torch.linspace(-90, 90, 361)
     ang = torch.stack([torch.deg2rad(yaw), torch.zeros_like(yaw), torch.zeros_like(yaw)], 1)
-    for i, (flags, label) in enumerate(((torch.zeros(6), "no attribute"), (torch.tensor([0, 0, 0, 0, 1.0, 0]), "occluded"))):
+    cases = ((torch.zeros(6), "no attribute"), (torch.tensor([0, 0, 0, 0, 1.0, 0]), "occluded"))
+    for i, (flags, label) in enumerate(cases):
         w = attribute_weight(categories(ang, flags.expand(len(yaw), 6), thresholds), omega)
         ax.plot(yaw, w * angle_weight(ang, torch.zeros_like(ang)), label=label, color=palette.colour(i),
                 ls=palette.linestyle(i))

@@ -69,8 +69,8 @@ def plot_decision_margins(ax, curves: dict[str, Psi], separation: float = math.r
         b = decision_boundary(fn, separation)
         r = 1.0 - 0.1 * i
         for k, angle in enumerate((b, separation - b)):
-            ax.plot([0, r * math.cos(angle)], [0, r * math.sin(angle)], color=palette.colour(i), ls=palette.linestyle(i),
-                    label=None if k else name)
+            ax.plot([0, r * math.cos(angle)], [0, r * math.sin(angle)], color=palette.colour(i),
+                    ls=palette.linestyle(i), label=None if k else name)
     ax.set_aspect("equal")
     ax.axis("off")
     if legend:

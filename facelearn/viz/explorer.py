@@ -188,7 +188,9 @@ _SCRIPT = r"""(function () {
         .split('url(#').join('url(#' + data.prefix).split('href="#').join('href="#' + data.prefix); }
     });
     var text = root.querySelector(".explorer-readout");
-    if (text) { text.textContent = row.slice(data.parts.length).map(function (i) { return data.pieces[i]; }).join("\n"); }
+    if (text) {
+      text.textContent = row.slice(data.parts.length).map(function (i) { return data.pieces[i]; }).join("\n");
+    }
     root.setAttribute("data-frame", index);
   }
   inputs.forEach(function (input) { input.addEventListener("input", show); input.addEventListener("change", show); });

@@ -37,5 +37,6 @@ def draw_faces(image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | Non
                 if len(landmarks[i]) == 5 and POINT_MARKERS[k] is not None:
                     cv2.drawMarker(out, (round(x), round(y)), POINT_COLOURS[k], POINT_MARKERS[k], 3 * thick + 3, thick)
                 else:
-                    cv2.circle(out, (round(x), round(y)), thick + 1, POINT_COLOURS[k] if len(landmarks[i]) == 5 else colour, -1)
+                    dot = POINT_COLOURS[k] if len(landmarks[i]) == 5 else colour
+                    cv2.circle(out, (round(x), round(y)), thick + 1, dot, -1)
     return out
