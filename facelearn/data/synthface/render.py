@@ -18,7 +18,9 @@ pitch lifts the chin (face looks up), positive roll turns the face clockwise in 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
+from itertools import repeat
 
 import cv2
 import numpy as np
@@ -154,6 +156,18 @@ def _poly(p: np.ndarray) -> np.ndarray:
     return np.rint(p * _ONE).astype(np.int32)  # np.round(·) with 0 decimals is np.rint
 
 
+class _Polygons(threading.local):
+    """A per-thread buffer for a face's triangles in painting order and one (3, 2) view of each of its rows,
+    made once: OpenCV takes a view as it takes a fresh array, without a new view per triangle and face."""
+
+    def __init__(self) -> None:
+        self.buffer = np.zeros((len(TOPOLOGY.triangles), 3, 2), np.int32)
+        self.views = list(self.buffer)
+
+
+_POLYGONS = _Polygons()
+
+
 def _norm(v: np.ndarray) -> float:
     """np.linalg.norm of a 1-D vector, computed as it computes it (√(v·v)) without its argument handling."""
     return math.sqrt(v.dot(v))
@@ -166,8 +180,9 @@ def _signed_area(p: np.ndarray) -> float:
 
 
 def _colour(rgb, k: float = 1.0) -> tuple:
-    r, g, b = (float(c) * k for c in rgb)
-    return (min(255, max(0, int(b))), min(255, max(0, int(g))), min(255, max(0, int(r))))  # canvas is BGR
+    r, g, b = rgb
+    b, g, r = int(float(b) * k), int(float(g) * k), int(float(r) * k)
+    return (min(255, max(0, b)), min(255, max(0, g)), min(255, max(0, r)))  # canvas is BGR
 
 
 def _features(canvas, identity: Identity, pts, cam, k: float, unit: float):
@@ -296,7 +311,9 @@ def draw_face(canvas: np.ndarray, identity: Identity, expression: Expression, po
     n_tri = len(shown)
     is_tri = order < n_tri
     tri_order = order[is_tri]
-    polys = list(_poly(p[np.flatnonzero(front)[tri_order]]))
+    buffers = _POLYGONS
+    np.rint(p[np.flatnonzero(front)[tri_order]] * _ONE, out=buffers.buffer[:n_tri], casting="unsafe")  # _poly
+    polys = buffers.views
     bgr = np.clip(tri_col[tri_order][:, ::-1], 0, 255).astype(np.int32).astype(np.float64)
     cols = list(zip(*bgr.T.tolist()))  # whole grey levels as tuples of floats: OpenCV's quickest colour argument
     # the features go between runs of triangles: run r is the triangles painted before the r-th feature
@@ -304,8 +321,8 @@ def draw_face(canvas: np.ndarray, identity: Identity, expression: Expression, po
     fill, line8 = cv2.fillConvexPoly, cv2.LINE_8
     start = 0
     for end, item in zip([*ends.tolist(), n_tri], [*order[~is_tri].tolist(), None]):
-        for q, c in zip(polys[start:end], cols[start:end]):
-            fill(canvas, q, c, line8, _SHIFT)
+        for _ in map(fill, repeat(canvas), polys[start:end], cols[start:end], repeat(line8), repeat(_SHIFT)):
+            pass
         if item is not None:
             items[item - n_tri][1]()
         start = end

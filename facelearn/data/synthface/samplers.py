@@ -11,7 +11,7 @@ import numpy as np
 
 from facelearn.data.synthface.model import Expression, Identity, sample_expression, sample_identity
 from facelearn.data.synthface.render import FaceRender, draw_face
-from facelearn.data.synthface.scenes import (Light, SceneFace, background, covered_fraction, finish,
+from facelearn.data.synthface.scenes import (Light, SceneFace, background, clamp, covered_fraction, finish,
                                              inside, render_face_with_attributes, sample_light, sample_pose,
                                              sample_scene_layout)
 from facelearn.data.synthface.topology import TOPOLOGY
@@ -43,7 +43,7 @@ def render_scene(rng: np.random.Generator, width: int, height: int, n_faces: int
         probs = next(p for limit, p in _BLUR_BY_SIZE if h_ref < limit)
         blur = int(rng.choice(3, p=probs))
         sigma = [0.0, max(0.5, 0.025 * h), max(0.8, 0.06 * h)][blur] * rng.uniform(0.8, 1.2)
-        face_light = Light(light.direction + rng.normal(0, 0.15, 3), float(np.clip(light.ambient + rng.normal(0, 0.05), 0.05, 0.8)),
+        face_light = Light(light.direction + rng.normal(0, 0.15, 3), clamp(light.ambient + rng.normal(0, 0.05), 0.05, 0.8),
                            light.gain, light.extreme)
         fr, polys = render_face_with_attributes(img, rng, identity, expression, pose, (cx, cy), h, face_light,
                                                 occlusion_p=(0.7, 0.15, 0.15), blur_sigma=sigma,
@@ -138,8 +138,8 @@ def render_identity_crop(rng: np.random.Generator, identity: Identity, size: int
     scale = max(size, 48) / 112.0  # render at about the output's resolution, then align
     canvas_size = int(round(160 * scale))
     img = background(rng, canvas_size, canvas_size, clutter=6)
-    pose = (float(np.clip(rng.normal(0, 13 * nuisance), -70, 70)), float(np.clip(rng.normal(0, 7 * nuisance), -30, 30)),
-            float(np.clip(rng.normal(0, 8 * nuisance), -40, 40)))
+    pose = (clamp(rng.normal(0, 13 * nuisance), -70, 70), clamp(rng.normal(0, 7 * nuisance), -30, 30),
+            clamp(rng.normal(0, 8 * nuisance), -40, 40))
     expression = sample_expression(rng, strength=0.7 * nuisance)
     light = sample_light(rng, extreme=0.03 * nuisance)
     if identity.glasses and rng.random() < 0.2 * nuisance:

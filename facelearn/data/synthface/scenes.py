@@ -60,14 +60,19 @@ def background(rng: np.random.Generator, height: int, width: int, clutter: int =
     return img
 
 
+def clamp(x: float, lo: float, hi: float) -> float:
+    """float(np.clip(x, lo, hi)) for one number, without NumPy's per-call overhead."""
+    return float(min(max(x, lo), hi))
+
+
 def sample_pose(rng: np.random.Generator, profile: float = 0.06, spread: float = 1.0) -> tuple[float, float, float]:
     """(yaw, pitch, roll) degrees: mostly near-frontal, a fraction ``profile`` turned 45–90°."""
     if rng.random() < profile:
         yaw = float(rng.uniform(45, 90) * rng.choice([-1, 1]))
     else:
-        yaw = float(np.clip(rng.normal(0, 20 * spread), -50, 50))
-    pitch = float(np.clip(rng.normal(0, 9 * spread), -35, 35))
-    roll = float(np.clip(rng.normal(0, 7 * spread), -30, 30) if rng.random() > 0.02 else rng.uniform(-60, 60))
+        yaw = clamp(rng.normal(0, 20 * spread), -50, 50)
+    pitch = clamp(rng.normal(0, 9 * spread), -35, 35)
+    roll = clamp(rng.normal(0, 7 * spread), -30, 30) if rng.random() > 0.02 else float(rng.uniform(-60, 60))
     return yaw, pitch, roll
 
 
@@ -197,7 +202,7 @@ def finish(img: np.ndarray, rng: np.random.Generator, noise: float = 4.0, gain: 
         out = cv2.add(img, cv2.cvtColor(n, cv2.COLOR_GRAY2BGR), dtype=cv2.CV_32F)
     else:
         out = img.astype(np.float32)
-    return cv2.convertScaleAbs(out, alpha=gain) if abs(gain - 1) >= 1e-3 else np.clip(out, 0, 255).astype(np.uint8)
+    return cv2.convertScaleAbs(out, alpha=gain) if abs(gain - 1) >= 1e-3 else np.clip(out, 0, 255, out=out).astype(np.uint8)
 
 
 def render_face_with_attributes(canvas, rng, identity, expression, pose, centre, height, light: Light, *,
