@@ -1,0 +1,84 @@
+"""The renderer's per-identity caches and per-thread buffers change its speed, never its pixels: a render
+with warm caches equals one with cold caches for identities that differ in any single parameter, the
+caches stay bounded, and renders from several threads at once equal the same renders one after another."""
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from facelearn.data.synthface import TOPOLOGY, Expression, draw_face, face_vertices, render_identity_crop, sample_identity
+from facelearn.data.synthface import model, render
+from facelearn.data.synthface.scenes import clamp
+
+
+def _clear_caches():
+    render._LOOKS.clear()
+    for fields in model._FIELDS.values():
+        fields.shapes.clear()
+
+
+def _draw(identity, height=96.0):
+    canvas = np.full((160, 160, 3), 90, np.uint8)
+    fr = draw_face(canvas, identity, Expression(0.3, 0.5, 0.1, 0.2), (15.0, -5.0, 4.0), (80, 82), height,
+                   clothes=np.array([40.0, 90.0, 160.0]))
+    return canvas.tobytes() + fr.landmarks98.tobytes() + fr.visible98.tobytes() + fr.points.tobytes()
+
+
+def _variants(base):
+    """Identities that differ from ``base`` in one parameter each, the cached ones and the others."""
+    shape = base.shape.copy()
+    shape[3] += 0.5
+    return [replace(base, shape=shape), replace(base, brow_thickness=base.brow_thickness + 0.2),
+            replace(base, hair_style=(base.hair_style + 1) % 4), replace(base, hairline=base.hairline + 0.3),
+            replace(base, beard=(base.beard + 1) % 3), replace(base, skin=base.skin * 0.9),
+            replace(base, hair=base.hair * 0.8 + 10), replace(base, lips=base.lips * 0.7),
+            replace(base, glasses=(base.glasses + 1) % 3), replace(base, iris=base.iris[::-1].copy())]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("height", [96.0, 30.0])  # the fine and the coarse triangulation
+def test_warm_caches_render_what_cold_caches_render(seed, height):
+    base = sample_identity(np.random.default_rng(seed))
+    variants = _variants(base)
+    cold = []
+    for identity in variants:
+        _clear_caches()
+        cold.append(_draw(identity, height))
+    _clear_caches()
+    _draw(base, height)  # warm the caches with the base identity, then render each variant after it
+    for identity, expected in zip(variants, cold):
+        assert _draw(identity, height) == expected
+    assert len({c for c in cold}) == len(cold)  # every single-parameter change shows in the pixels
+
+
+def test_cached_vertices_equal_a_fresh_computation_and_the_caches_stay_bounded():
+    rng = np.random.default_rng(3)
+    people = [sample_identity(rng) for _ in range(render._MAX_LOOKS + 20)]
+    _clear_caches()
+    first = face_vertices(people[0], Expression(0.5, 0.2, 0.0, 0.3))
+    for identity in people:
+        draw_face(np.zeros((60, 60, 3), np.uint8), identity, Expression(), (0.0, 0.0, 0.0), (30, 30), 20.0,
+                  visibility="none")
+    assert len(render._LOOKS) <= render._MAX_LOOKS
+    assert len(model._FIELDS[id(TOPOLOGY)].shapes) <= model._MAX_SHAPES
+    again = face_vertices(people[0], Expression(0.5, 0.2, 0.0, 0.3))  # evicted by now: computed afresh
+    assert np.array_equal(first, again) and first is not again
+
+
+def test_renders_from_several_threads_equal_the_sequential_renders():
+    people = [sample_identity(np.random.default_rng([4, p])) for p in range(4)]
+
+    def crop(i):
+        return render_identity_crop(np.random.default_rng([9, i]), people[i % 4])[0].tobytes()
+
+    sequential = [crop(i) for i in range(16)]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(crop, range(16))) == sequential
+
+
+@pytest.mark.parametrize("x", [-1e9, -70.0, -69.999, 0.0, -0.0, 3.5, 70.0, 71.0, float("inf")])
+def test_clamp_is_numpys_clip_for_one_number(x):
+    assert clamp(x, -70, 70) == float(np.clip(x, -70, 70))
+    assert type(clamp(x, -70, 70)) is float
