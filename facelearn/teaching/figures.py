@@ -117,7 +117,7 @@ def write_pack(figures: Iterable[Figure], out: Path) -> list[Figure]:
         records.append({"chapter": f.chapter, "number": f.number, "name": f.name, "caption": f.caption,
                         "alt": f.alt, "files": files})
         links = " ".join(f'<a href="{n}">{n.rsplit(".", 1)[1].upper()}</a>' for n in files)
-        rows.append(f'<figure><img src="{files[0]}" alt="{html.escape(f.alt, quote=True)}" loading="lazy">'
+        rows.append(f'<figure><img src="{files[0]}" alt="{html.escape(f.alt, quote=True)}">'
                     f"<figcaption><b>{html.escape(f.chapter)}, figure {f.number}.</b> {html.escape(f.caption)} "
                     f"({links})</figcaption></figure>")
     (out / "captions.json").write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
