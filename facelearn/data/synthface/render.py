@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
+from collections import deque
 from itertools import repeat
 
 import cv2
@@ -41,9 +42,10 @@ _BEARD_ZONE = ((_FY > 5.6) & ~((np.abs(_FX) < 2.9) & (_FY > 6.2) & (_FY < 8.4)))
 def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
     """R = R_roll · R_pitch · R_yaw for angles in degrees (conventions in the module docstring): (3, 3)."""
     y, p, r = np.radians([yaw, pitch, roll])
-    ry = np.array([[np.cos(y), 0, -np.sin(y)], [0, 1, 0], [np.sin(y), 0, np.cos(y)]])
-    rp = np.array([[1, 0, 0], [0, np.cos(p), np.sin(p)], [0, -np.sin(p), np.cos(p)]])
-    rr = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
+    cy, sy, cp, sp, cr, sr = np.cos(y), np.sin(y), np.cos(p), np.sin(p), np.cos(r), np.sin(r)
+    ry = np.array([[cy, 0, -sy], [0, 1, 0], [sy, 0, cy]])
+    rp = np.array([[1, 0, 0], [0, cp, sp], [0, -sp, cp]])
+    rr = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
     return rr @ rp @ ry
 
 
@@ -321,8 +323,7 @@ def draw_face(canvas: np.ndarray, identity: Identity, expression: Expression, po
     fill, line8 = cv2.fillConvexPoly, cv2.LINE_8
     start = 0
     for end, item in zip([*ends.tolist(), n_tri], [*order[~is_tri].tolist(), None]):
-        for _ in map(fill, repeat(canvas), polys[start:end], cols[start:end], repeat(line8), repeat(_SHIFT)):
-            pass
+        deque(map(fill, repeat(canvas), polys[start:end], cols[start:end], repeat(line8), repeat(_SHIFT)), maxlen=0)
         if item is not None:
             items[item - n_tri][1]()
         start = end
