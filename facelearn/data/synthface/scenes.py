@@ -10,6 +10,7 @@ images) and a within-image log spread growing with n; sizes are scaled by ``imag
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import cv2
@@ -186,6 +187,26 @@ def blur_roi(canvas: np.ndarray, box: np.ndarray, sigma: float) -> None:
         canvas[b:d, a:c] = cv2.GaussianBlur(canvas[b:d, a:c], (0, 0), sigma)
 
 
+class _Scratch(threading.local):
+    """Per-thread float32 work images of :func:`finish` — the noise (H, W), the noise in three channels and
+    the noisy image (H, W, 3) — for the last two image sizes: fresh ones cost page faults at every image."""
+
+    def __init__(self) -> None:
+        self.by_shape: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def get(self, shape: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        work = self.by_shape.get(shape)
+        if work is None:
+            if len(self.by_shape) >= 2:
+                del self.by_shape[next(iter(self.by_shape))]
+            work = self.by_shape[shape] = (np.empty(shape[:2], np.float32), np.empty(shape, np.float32),
+                                           np.empty(shape, np.float32))
+        return work
+
+
+_SCRATCH = _Scratch()
+
+
 def finish(img: np.ndarray, rng: np.random.Generator, noise: float = 4.0, gain: float = 1.0) -> np.ndarray:
     """Sensor effects on a whole image: exposure ``gain`` and Gaussian noise of σ up to ``noise`` grey levels
     (drawn by OpenCV's generator, seeded from ``rng``)."""
@@ -194,12 +215,12 @@ def finish(img: np.ndarray, rng: np.random.Generator, noise: float = 4.0, gain: 
     if sigma < 0.3 and abs(gain - 1) < 1e-3:
         return img
     if sigma >= 0.3:
-        n = np.empty(img.shape[:2], np.float32)
+        n, n3, out = _SCRATCH.get(img.shape)
         cv2.setRNGSeed(seed)
         cv2.randn(n, 0.0, sigma)
         # the image in float32 plus the noise (the same in the three channels); OpenCV's add is NumPy's float32
         # addition, without NumPy's slow broadcast over the channel axis
-        out = cv2.add(img, cv2.cvtColor(n, cv2.COLOR_GRAY2BGR), dtype=cv2.CV_32F)
+        out = cv2.add(img, cv2.cvtColor(n, cv2.COLOR_GRAY2BGR, dst=n3), dst=out, dtype=cv2.CV_32F)
     else:
         out = img.astype(np.float32)
     return cv2.convertScaleAbs(out, alpha=gain) if abs(gain - 1) >= 1e-3 else np.clip(out, 0, 255, out=out).astype(np.uint8)
