@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from facelearn.engine import Trainer, make_loader, to_device
+from facelearn.engine.recipe import build_optimizer
 
 
 @dataclass
@@ -54,7 +55,7 @@ def retinaface_cases(root: Path, n_batches: int) -> list[Case]:
     from facelearn.data.transforms import DetectionAugment
     from facelearn.detection.dataset import WiderFaceDetection, collate
     from facelearn.detection.retinaface import build
-    from facelearn.detection.training import build_optimizer, make_loss_fn, train_config
+    from facelearn.detection.training import make_loss_fn, train_config
 
     cases = []
     for name in ("full", "full-resnet50"):
@@ -65,8 +66,8 @@ def retinaface_cases(root: Path, n_batches: int) -> list[Case]:
         dataset = WiderFaceDetection(data, "train", train=True, augment=DetectionAugment(size=cfg.image_size))
         loader = make_loader(dataset, cfg.batch_size, shuffle=True, collate_fn=collate, drop_last=True)
         cases.append(Case(f"{cfg.model} {cfg.image_size}px", build(cfg.model, pretrained=False),
-                          lambda m, cfg=cfg: build_optimizer(m, cfg), make_loss_fn(cfg.loss), list(loader),
-                          cfg.batch_size, cfg.epochs, SIZES["full"].widerface[0], 10.0, loader))
+                          lambda m, cfg=cfg: build_optimizer(cfg, m), make_loss_fn(cfg.loss), list(loader),
+                          cfg.batch_size, cfg.epochs, SIZES["full"].widerface[0], cfg.grad_clip, loader))
     return cases
 
 
@@ -94,8 +95,8 @@ def arcface_case(root: Path, n_batches: int) -> Case:
         return model["head"](model["backbone"](random_flip(x)), y), {}
 
     return Case(f"arcface {rec.backbone} {rec.input_size}px, {n_classes:,} classes", model,
-                lambda m: torch.optim.SGD(m.parameters(), lr=rec.lr, momentum=0.9, weight_decay=rec.weight_decay),
-                loss_fn, list(loader), rec.batch_size, rec.epochs, n_images, 5.0)
+                lambda m: build_optimizer(rec, m), loss_fn, list(loader), rec.batch_size, rec.epochs, n_images,
+                rec.grad_clip)
 
 
 def pfld_cases(root: Path, n_batches: int) -> list[Case]:
@@ -119,9 +120,9 @@ def pfld_cases(root: Path, n_batches: int) -> list[Case]:
         objective = PFLDObjective(stats.omega, rec.loss, stats.thresholds, float(stats.weights.mean()))
         train_size = SIZES["full"].wflw[0] if name == "full" else rec.synth_train
         cases.append(Case(f"pfld {rec.model.width}X ({name} recipe)", pfld_pair(rec.model),
-                          lambda m, rec=rec: torch.optim.Adam(m.parameters(), lr=rec.lr, weight_decay=rec.weight_decay),
-                          objective, [b for _, b in zip(range(n_batches), loader)], rec.batch_size, rec.epochs,
-                          train_size, 10.0, loader))
+                          lambda m, rec=rec: build_optimizer(rec, m), objective,
+                          [b for _, b in zip(range(n_batches), loader)], rec.batch_size, rec.epochs, train_size,
+                          rec.grad_clip, loader))
     return cases
 
 
@@ -145,7 +146,7 @@ def time_steps(case: Case, device: torch.device, amp: bool, steps: int, warmup: 
     peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else float("nan")
     model.load_state_dict(state)  # the next precision starts from the same weights
     return {"ms_per_step": 1e3 * seconds, "images_per_s": case.batch_size / seconds, "peak_gib": peak,
-            "final_loss": logs["loss"]}
+            "final_loss": float(logs["loss"])}
 
 
 def loader_rate(loader: Any, workers: int, batches: int = 20) -> float:

@@ -1,10 +1,12 @@
 """The ``facelearn`` command (book: "How to run it").
 
 Subcommands delegate to the library. Each task package contributes its own subcommands through a
-``register(subparsers)`` function listed in :data:`PLUGINS`; this file only wires them together.
+``register(subparsers)`` function listed in :data:`PLUGINS`; this file only wires them together, and
+defines once the options every subcommand spells the same way (:data:`COMMON`, added with :func:`common`).
 
     facelearn info                      versions, device, profile, folders
     facelearn models [--json]           every model preset with its parameter count
+    facelearn recipes [--json]          every task's training presets and how they differ
     facelearn synth …                   write SynthFace data sets in the real formats
     facelearn fetch NAME… | data        download real data sets (verified) / list what is present
     facelearn train …                   train a model from a preset
@@ -21,15 +23,17 @@ import argparse
 import importlib
 import json
 import sys
-from typing import Callable, NoReturn, Sequence
+from pathlib import Path
+from typing import Any, Callable, NoReturn, Sequence
 
-from facelearn import __version__
+from facelearn import __version__, cli_types
 from facelearn.errors import DataError, TrainingStopped
 
 #: (group, module): ``module.register(subparsers)`` adds its subcommands under ``facelearn <group>``;
 #: group ``""`` adds top-level commands. Task packages append their line here.
 PLUGINS: list[tuple[str, str]] = [
     ("", "facelearn.models"),
+    ("", "facelearn.recipes"),
     ("train", "facelearn.recognition.commands"),
     ("eval", "facelearn.recognition.commands"),
     ("train", "facelearn.landmarks.commands"),
@@ -102,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  facelearn info --json",
         formatter_class=_Formatter,
     )
-    info.add_argument("--json", action="store_true", help="print JSON")
+    common(info, "json")
     info.set_defaults(func=_cmd_info)
 
     groups: dict[str, argparse._SubParsersAction] = {"": top}
@@ -125,6 +129,49 @@ def subparser(subparsers: argparse._SubParsersAction, name: str, help: str, exam
                               formatter_class=_Formatter)
     p.set_defaults(func=func)
     return p
+
+
+#: The options shared by the subcommands, each defined here once: name → ``add_argument`` keywords. ``--preset``
+#: takes its choices from the task's recipes (:mod:`facelearn.recipes`); ``--resume`` and ``--fresh`` are how
+#: every ``train`` subcommand keeps and continues its Trainer state (:func:`resume_path`).
+COMMON: dict[str, dict[str, Any]] = {
+    "device": {"type": cli_types.device_name, "help": "cpu, cuda, cuda:N or mps (default: the best available)"},
+    "seed": {"type": cli_types.non_negative_int, "default": 0, "help": "random seed"},
+    "json": {"action": "store_true", "help": "print JSON"},
+    "quiet": {"action": "store_true", "help": "no progress bar"},
+    "preset": {"default": "quick", "help": "training recipe (see `facelearn recipes`)"},
+    "resume": {"metavar": "CHECKPOINT", "help": "Trainer checkpoint: written after every epoch and resumed from "
+                                                "when it exists"},
+    "fresh": {"action": "store_true", "help": "delete the --resume checkpoint first and start over"},
+}
+
+
+def common(parser: argparse.ArgumentParser, *names: str, task: str | None = None, **helps: str) -> None:
+    """Add the :data:`COMMON` options ``names`` and the keys of ``helps`` (their help replaced by the given
+    text) to ``parser``; ``--preset`` needs ``task``, whose recipe names become its choices."""
+    for name in (*names, *helps):
+        kwargs = dict(COMMON[name])
+        if name in helps:
+            kwargs["help"] = helps[name]
+        if name == "preset":
+            from facelearn.recipes import list_recipes
+
+            kwargs["choices"] = list_recipes(task)
+        parser.add_argument(f"--{name.replace('_', '-')}", **kwargs)
+
+
+def resume_path(args: argparse.Namespace) -> Path | None:
+    """The ``--resume`` checkpoint of a ``train`` subcommand (None when not given); with ``--fresh`` the file
+    is deleted first, by the main process."""
+    from facelearn.engine import distributed
+
+    if args.resume is None:
+        return None
+    path = Path(args.resume)
+    with distributed.main_first():
+        if args.fresh and path.exists() and distributed.is_main():
+            path.unlink()
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:

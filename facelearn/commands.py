@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from facelearn import cli_types
-from facelearn.cli import subparser
+from facelearn.cli import common, subparser
 from facelearn.errors import DataError
 
 _EXAMPLES = {
@@ -119,4 +119,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--threshold", type=cli_types.probability, default=0.5, help="with --detect: keep faces scoring above this")
         p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
                        help="run the networks with PyTorch, or with ONNX Runtime from their exported graphs")
-        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        common(p, "quiet")

@@ -32,7 +32,7 @@ def test_trainer_checkpoint_of_another_model_is_refused(tmp_path, wider, capsys)
     trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), lambda m, b: (m(b[0]).sum(), {}),
                       checkpoint=other, device="cpu")
     trainer.fit(make_loader(torch.utils.data.TensorDataset(torch.ones(4, 3)), 2), 1, progress=False)
-    assert main(TRAIN_R + ["--data", str(wider), "--checkpoint", str(other)]) == 2
+    assert main(TRAIN_R + ["--data", str(wider), "--resume", str(other)]) == 2
     _one_line(capsys, "linear.pt", "holds a Trainer checkpoint", "expected a Trainer checkpoint of retinaface")
-    assert main(TRAIN_R + ["--data", str(wider), "--checkpoint", str(DETECTOR)]) == 2
+    assert main(TRAIN_R + ["--data", str(wider), "--resume", str(DETECTOR)]) == 2
     _one_line(capsys, DETECTOR.name, "holds an inference checkpoint of retinaface", "expected a Trainer checkpoint")

@@ -117,14 +117,14 @@ def tiny_bin(tmp_path) -> Path:
 
 def test_huge_learning_rate_ends_in_the_trainer_message(tmp_path, wider, capsys):
     checkpoint = tmp_path / "r.pt"
-    assert main(TRAIN_R + ["--data", str(wider), "--checkpoint", str(checkpoint), "--lr", "1e30"]) == 1
+    assert main(TRAIN_R + ["--data", str(wider), "--resume", str(checkpoint), "--lr", "1e30"]) == 1
     _one_line(capsys, "training stopped", "not finite at iteration 0")
     assert not checkpoint.exists()
 
 
 def test_bad_label_file_through_train(tmp_path, wider, capsys):
     (wider / "train" / "label.txt").write_text(f"# 0--A/0.jpg\n{FACE.replace('40', 'nan', 1)}\n")
-    assert main(TRAIN_R + ["--data", str(wider), "--checkpoint", str(tmp_path / "r.pt")]) == 2
+    assert main(TRAIN_R + ["--data", str(wider), "--resume", str(tmp_path / "r.pt")]) == 2
     _one_line(capsys, "label.txt:2:", "finite")
 
 

@@ -132,7 +132,8 @@ def test_quick_dense_recipe_trains_and_exports(tmp_path):
     root = tmp_path / "wider"
     export_widerface(root, n_train=4, n_val=1, image_size=256, seed=2, progress=False)
     cfg = train_config("quick-dense", epochs=1, batch_size=4, image_size=128)
-    model, history = train(cfg, root, device="cpu", progress=False)
+    result = train(cfg, root, device="cpu", progress=False)
+    model, history = result.model, result.history
     assert np.isfinite(history[-1]["dense"]) and history[-1]["rendered"] > 0
     path = export_weights(model, tmp_path / "qd.pt", preset=cfg.model, recipe=cfg.name)
     assert "dense" in load_detector(path).heads

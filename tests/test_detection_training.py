@@ -72,7 +72,7 @@ def test_export_and_load_round_trip(tmp_path):
 @pytest.mark.slow
 def test_train_resume_detect_cli(tiny_wider, tmp_path, cli):
     ckpt, export = tmp_path / "trainer.pt", tmp_path / "export.pt"
-    common = ["train", "retinaface", "--preset", "quick", "--data", tiny_wider, "--checkpoint", ckpt,
+    common = ["train", "retinaface", "--preset", "quick", "--data", tiny_wider, "--resume", ckpt,
               "--batch-size", "2", "--image-size", "64", "--device", "cpu", "--json"]
     code, out, err = cli(*common, "--epochs", "1", "--no-eval")
     assert code == 0, err

@@ -73,8 +73,8 @@ def test_chapter_12_retinaface_full(mirror):
     root = runtime.data_dir() / "widerface"
     assert find_val_ground_truth() == root / "wider_face_split"
     assert len(read_val_ground_truth(root / "wider_face_split").files) > 0
-    cfg = training.train_config("full", epochs=1, batch_size=2, warmup_epochs=0.0)
-    _, history = training.train(cfg, root, device="cpu", progress=False)
+    cfg = training.train_config("full", epochs=1, batch_size=2, warmup_steps=0)
+    history = training.train(cfg, root, device="cpu", progress=False).history
     assert len(history) == 1 and math.isfinite(history[0]["loss"])
 
 
@@ -87,7 +87,7 @@ def test_chapter_22_arcface_full(mirror):
     images, issame = commands.load_verification_set(root / "lfw.bin", 112, progress=False)
     assert (len(dataset), n_classes) == (4, 2) and images.shape[0] == 2 * len(issame)
     recipe = dataclasses.replace(training.RecognitionRecipe.full(), epochs=1, batch_size=4)  # one step of iResNet-50
-    _, _, history = training.train(recipe, dataset, n_classes, device="cpu", progress=False)
+    history = training.train(recipe, dataset, n_classes, device="cpu", progress=False).history
     assert len(history) == 1 and math.isfinite(history[0]["loss"])
 
 
@@ -100,5 +100,5 @@ def test_chapter_30_pfld_full(mirror):
     assert len(records) == 8 and images == root / "WFLW_images"
     # the full recipe with a batch these 8 faces fill, its crops made in this process (a GPU machine uses 4 workers)
     rec = dataclasses.replace(R.recipe("full"), epochs=1, batch_size=4, workers=0)
-    _, trainer = R.train(rec, root, device="cpu", progress=False)
-    assert len(trainer.history) == 1 and math.isfinite(trainer.history[0]["loss"])
+    history = R.train(rec, root, device="cpu", progress=False).history
+    assert len(history) == 1 and math.isfinite(history[0]["loss"])

@@ -49,11 +49,13 @@ def test_train_then_eval_checkpoint(tmp_path, capsys):
     torch.set_num_threads(1)
     root = make_wflw(tmp_path / "data", n_train=8, n_test=3)
     out = tmp_path / "m.pt"
-    assert main(["train", "pfld", "--data", str(root), "--out", str(out), "--epochs", "2", "--device", "cpu"]) == 0
+    resume = tmp_path / "trainer.pt"
+    assert main(["train", "pfld", "--data", str(root), "--out", str(out), "--epochs", "2", "--device", "cpu",
+                 "--resume", str(resume)]) == 0
     assert "test NME" in capsys.readouterr().out
     model = R.load(out)
     assert model.config.width == 0.25 and model.config.n_points == 98
-    assert R.load(out.with_suffix(".trainer.pt")).config.width == 0.25
+    assert R.load(resume).config.width == 0.25 and not out.with_suffix(".trainer.pt").exists()
     assert main(["eval", "landmarks", "--checkpoint", str(out), "--data", str(root), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     records, images = R.load_split(root, "test")
@@ -89,6 +91,9 @@ class _FixedShape(torch.nn.Module):
     def __init__(self, points):
         super().__init__()
         self.points = torch.nn.Parameter(torch.as_tensor(points, dtype=torch.float32).reshape(1, -1))
+
+    def preprocess(self, crops):
+        return crops
 
     def forward(self, x):
         return self.points.expand(len(x), -1), None

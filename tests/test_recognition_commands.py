@@ -81,15 +81,17 @@ def test_triplet_training_with_pk_batches(tmp_path):
         ids = labels[batch]
         assert len(batch) == 6 and all((ids == c).sum() == 2 for c in ids.unique())
     ds = torch.utils.data.TensorDataset(torch.randn(24, 3, 64, 64), labels)
-    bb, head, hist = training.train(training.RecognitionRecipe.quick(loss="triplet", epochs=1, batch_size=8,
-                                                                     images_per_identity=2), ds, 6, device="cpu",
-                                    progress=False)
-    assert head is None and np.isfinite(hist[0]["loss"])
+    result = training.train(training.RecognitionRecipe.quick(loss="triplet", epochs=1, batch_size=8,
+                                                             images_per_identity=2), ds, 6, device="cpu",
+                            progress=False)
+    assert result.head is None and np.isfinite(result.history[0]["loss"])
+    assert sampler.batch_size == 6
 
 
 @pytest.mark.parametrize("loss", [name for name in training.LOSSES if name != "triplet"])
 def test_every_loss_trains_one_step(loss):
     ds = torch.utils.data.TensorDataset(torch.randn(16, 3, 64, 64), torch.arange(16) % 4)
     recipe = training.RecognitionRecipe.quick(loss=loss, epochs=1, batch_size=8, m=training.default_margin(loss))
-    _, head, hist = training.train(recipe, ds, 4, device="cpu", progress=False)
-    assert np.isfinite(hist[0]["loss"]) and head.logits(torch.randn(2, 128)).shape == (2, 4)
+    result = training.train(recipe, ds, 4, device="cpu", progress=False)
+    head = result.head
+    assert np.isfinite(result.history[0]["loss"]) and head.logits(torch.randn(2, 128)).shape == (2, 4)

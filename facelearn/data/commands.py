@@ -8,7 +8,7 @@ import re
 import sys
 
 from facelearn import cli_types
-from facelearn.cli import subparser
+from facelearn.cli import common, subparser
 
 
 def _fetch(args: argparse.Namespace) -> int:
@@ -82,4 +82,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p = subparser(subparsers, "data", "the registry's data sets: present or not, where, how big, how verified",
                   "facelearn data --json", _data)
-    p.add_argument("--json", action="store_true", help="print JSON")
+    common(p, "json")

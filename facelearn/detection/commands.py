@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from facelearn import cli_types
-from facelearn.cli import subparser
+from facelearn.cli import common, resume_path, subparser
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
@@ -21,18 +21,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                                  "image_size": args.image_size}.items() if v is not None}
     cfg = train_config(args.preset, **changes)
-    checkpoint = Path(args.checkpoint or runtime.cache_dir() / f"retinaface_{cfg.name}.pt")
+    checkpoint = resume_path(args)
     with distributed.main_first():  # under torchrun: rank 0 exports the data set, the others then read it
         root = Path(args.data) if args.data else synthface_root(cfg, seed=args.seed, progress=distributed.is_main())
-        if args.fresh and checkpoint.exists() and distributed.is_main():
-            checkpoint.unlink()
     if not (root / "train" / "label.txt").is_file():
         raise FileNotFoundError(f"{root / 'train' / 'label.txt'}: no training labels (expected a WIDER FACE "
                                 "folder with train/label.txt and WIDER_train/images)")
     dev = runtime.device(args.device)
     if distributed.is_main():
-        print(f"training {cfg.model} with recipe {cfg.name} on {root} ({dev}); checkpoint {checkpoint}")
-    model, history = train(cfg, root, checkpoint=checkpoint, device=dev, seed=args.seed, progress=distributed.is_main())
+        print(f"training {cfg.model} with recipe {cfg.name} on {root} ({dev})"
+              + (f"; checkpoint {checkpoint}" if checkpoint else ""))
+    result = train(cfg, root, checkpoint=checkpoint, device=dev, seed=args.seed, progress=distributed.is_main())
+    model, history = result.model, result.history
     if not distributed.is_main():  # rank 0 alone evaluates and writes the model
         return 0
     if history:
@@ -110,28 +110,21 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``retinaface`` under ``facelearn train``, or ``detect`` at the top level."""
     if subparsers.dest == "train_command":
-        from facelearn.detection.training import PRESETS
-
         p = subparser(subparsers, "retinaface",
                       "train RetinaFace from a recipe (quick: MobileNet-0.25 on SynthFace on a CPU; full, "
-                      "full-resnet50, paper: WIDER FACE on a GPU); resumes from --checkpoint",
+                      "full-resnet50, paper: WIDER FACE on a GPU); resumes from --resume",
                       "facelearn train retinaface --preset quick --export retinaface_mnet025_quick.pt",
                       _cmd_train)
-        p.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="training recipe")
+        common(p, "preset", "resume", "fresh", "seed", "device", task="detection",
+               json="print the history and AP as JSON at the end")
         p.add_argument("--data", type=cli_types.existing_dir, help="WIDER FACE folder (train/label.txt, WIDER_train/images, and for evaluation "
                                       "WIDER_val/images + wider_face_split); default: the recipe's SynthFace export")
-        p.add_argument("--checkpoint", help="Trainer checkpoint, resumed when it exists "
-                                            "(default: cache folder/retinaface_<preset>.pt)")
-        p.add_argument("--fresh", action="store_true", help="delete the checkpoint first and start over")
         p.add_argument("--export", help="also write a small inference checkpoint here")
         p.add_argument("--epochs", type=cli_types.positive_int, help="override the recipe's epochs")
         p.add_argument("--batch-size", type=cli_types.positive_int, help="override the recipe's batch size")
         p.add_argument("--lr", type=cli_types.positive_float, help="override the recipe's learning rate")
         p.add_argument("--image-size", type=cli_types.int_at_least(32), help="override the recipe's training crop size")
-        p.add_argument("--seed", type=cli_types.non_negative_int, default=0)
-        p.add_argument("--device", type=cli_types.device_name, help="cuda, mps or cpu (default: the best available)")
         p.add_argument("--no-eval", action="store_true", help="skip the WIDER FACE evaluation at the end")
-        p.add_argument("--json", action="store_true", help="print the history and AP as JSON at the end")
         return
     p = subparser(subparsers, "detect",
                   "detect faces in an image or a folder of images with a RetinaFace checkpoint and write "
@@ -159,5 +152,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "detections scoring at least MIN_SCORE (0.5 when not given)")
     p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
                    help="run the network with PyTorch, or with ONNX Runtime from its exported graph (on the CPU)")
-    p.add_argument("--device", type=cli_types.device_name, help="cuda, mps or cpu (default: the best available)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    common(p, "device", "quiet")

@@ -7,7 +7,7 @@ import argparse
 import json
 
 from facelearn import cli_types
-from facelearn.cli import subparser
+from facelearn.cli import common, subparser
 
 
 def _cmd_widerface(args: argparse.Namespace) -> int:
@@ -39,5 +39,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gt", default=None, type=cli_types.existing_dir,
                    help="folder with wider_face_val.mat and wider_{easy,medium,hard}_val.mat; when not "
                         "given: $FACELEARN_WIDER_GT, the data folder, else the copy shipped with facelearn")
-    p.add_argument("--json", action="store_true", help="print AP, counts and PR curves as JSON")
+    common(p, json="print AP, counts and PR curves as JSON")
     p.add_argument("--no-curves", action="store_true", help="with --json, leave the PR curves out")

@@ -1,10 +1,10 @@
 """Training and evaluating RetinaFace: recipes, the loss function the engine's Trainer calls, and the WIDER
 FACE evaluation of a model (book chapter "Training and evaluating RetinaFace").
 
-Recipes are frozen dataclasses with named presets:
+Recipes are frozen dataclasses (:class:`facelearn.engine.recipe.Recipe`) with named presets in :data:`RECIPES`:
 
 * ``quick`` — MobileNet-0.25 (common anchors) on 2,000 SynthFace ``widerface`` scenes, small input, AdamW,
-  40 epochs (5,000 steps, about 45 CPU minutes), tested on SynthFace val with the ``synthface`` protocol of
+  40 epochs of 125 steps (5,000 steps, about 45 CPU minutes), tested on SynthFace val with the ``synthface`` protocol of
   :mod:`facelearn.detection.test_time` (a pyramid of 1.5, 2 and 2.5 times the image size, mirror, voting);
 * ``quick-no-landmarks`` — ``quick`` with λ2 = 0 (the landmark-head ablation of the chapter);
 * ``quick-dense`` — ``quick`` with the dense regression branch on (λ3 = 0.01, chapter "The dense regression
@@ -15,13 +15,15 @@ Recipes are frozen dataclasses with named presets:
 * ``paper`` — the paper's setting: ResNet-50 with P2–P6 anchors, 640 × 640, SGD lr 1e-2 (after warm-up),
   80 epochs, OHEM 3 : 1.
 
-Every recipe uses warm-up then cosine decay (the paper uses steps at epochs 55 and 68; the book says so).
+Every recipe uses warm-up then cosine decay (the paper uses steps at epochs 55 and 68; the book says so); the
+warm-up is counted in optimiser steps: one epoch for ``quick`` (125), five epochs of WIDER FACE's 12,880
+training images for the others. Gradients are clipped at norm 10.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,27 +33,32 @@ import torch
 from facelearn.data.files import read_rgb
 from facelearn.detection.loss import LossConfig, MultiTaskLoss
 from facelearn.detection.test_time import PROTOCOLS
+from facelearn.engine.recipe import Recipe, TrainResult, build_optimizer, lookup
+
+#: Training images of WIDER FACE (the ``full`` recipes' data set): the warm-up of five epochs, in steps.
+WIDER_TRAIN_IMAGES = 12880
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """One training recipe. model: a :data:`facelearn.detection.retinaface.PRESETS` name; image_size: side of
-    the square training crops; epochs, batch_size, lr, weight_decay, optimizer (``sgd`` or ``adamw``),
-    warmup_epochs; pretrained: ImageNet backbone (ResNets); loss: :class:`LossConfig`; synth_*: the SynthFace
-    export used when no data folder is given (train / val images and their size); test_scales, test_flip,
-    test_vote_iou: the test-time protocol of :func:`~facelearn.detection.postprocess.detect` — the factors
-    validation images are resized by (several = an image pyramid), the mirror pass, box voting's IoU
-    (:attr:`test_time`, used by :func:`evaluate_model`)."""
+class TrainConfig(Recipe):
+    """One detection recipe: the fields of :class:`~facelearn.engine.recipe.Recipe` (defaults: the common
+    implementation's ``full``) and model: a :data:`facelearn.detection.retinaface.PRESETS` name; image_size:
+    side of the square training crops; pretrained: ImageNet backbone (ResNets); loss: :class:`LossConfig`;
+    synth_*: the SynthFace export used when no data folder is given (train / val images and their size);
+    test_scales, test_flip, test_vote_iou: the test-time protocol of
+    :func:`~facelearn.detection.postprocess.detect` — the factors validation images are resized by (several =
+    an image pyramid), the mirror pass, box voting's IoU (:attr:`test_time`, used by :func:`evaluate_model`)."""
 
-    name: str
-    model: str = "retinaface-mobilenet0.25"
-    image_size: int = 640
+    task = "detection"
+    _: KW_ONLY
     epochs: int = 250
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 5e-4
-    optimizer: str = "sgd"
-    warmup_epochs: float = 5.0
+    warmup_steps: int = 5 * (WIDER_TRAIN_IMAGES // 32)
+    grad_clip: float | None = 10.0
+    model: str = "retinaface-mobilenet0.25"
+    image_size: int = 640
     pretrained: bool = False
     loss: LossConfig = field(default_factory=LossConfig)
     synth_train: int = 0
@@ -62,6 +69,10 @@ class TrainConfig:
     test_vote_iou: float | None = None
 
     @property
+    def model_name(self) -> str:
+        return self.model
+
+    @property
     def test_time(self) -> dict[str, Any]:
         """The test-time keywords of :func:`~facelearn.detection.postprocess.detect` and :func:`evaluate_model`:
         ``scale``, ``flip``, ``vote_iou``."""
@@ -69,7 +80,7 @@ class TrainConfig:
 
 
 _QUICK = TrainConfig("quick", image_size=256, epochs=40, batch_size=16, lr=3e-3, weight_decay=1e-4,
-                     optimizer="adamw", warmup_epochs=1.0, synth_train=2000, synth_val=300, synth_image_size=320,
+                     optimizer="adamw", warmup_steps=2000 // 16, synth_train=2000, synth_val=300, synth_image_size=320,
                      test_scales=PROTOCOLS["synthface"].scales, test_flip=PROTOCOLS["synthface"].flip,
                      test_vote_iou=PROTOCOLS["synthface"].vote_iou)
 
@@ -79,24 +90,23 @@ _QUICK = TrainConfig("quick", image_size=256, epochs=40, batch_size=16, lr=3e-3,
 PAGE_SCENES = 400
 PAGE_VAL_SCENES = 100
 
-PRESETS = {
+RECIPES = {
     "quick": _QUICK,
-    "quick-no-landmarks": replace(_QUICK, name="quick-no-landmarks", loss=LossConfig(landmark_weight=0.0)),
-    "quick-dense": replace(_QUICK, name="quick-dense", model="retinaface-mobilenet0.25-dense",
-                           loss=LossConfig(dense_weight=0.01)),
+    "quick-no-landmarks": _QUICK.with_(name="quick-no-landmarks", loss=LossConfig(landmark_weight=0.0)),
+    "quick-dense": _QUICK.with_(name="quick-dense", model="retinaface-mobilenet0.25-dense",
+                                loss=LossConfig(dense_weight=0.01)),
     "full": TrainConfig("full", loss=LossConfig(neg_pos_ratio=7.0)),
     "full-resnet50": TrainConfig("full-resnet50", model="retinaface-resnet50", image_size=840, epochs=100,
-                                 batch_size=24, pretrained=True, loss=LossConfig(neg_pos_ratio=7.0)),
+                                 batch_size=24, warmup_steps=5 * (WIDER_TRAIN_IMAGES // 24), pretrained=True,
+                                 loss=LossConfig(neg_pos_ratio=7.0)),
     "paper": TrainConfig("paper", model="retinaface-resnet50-paper", image_size=640, epochs=80, batch_size=32, lr=1e-2,
                          pretrained=True),
 }
 
 
 def train_config(name: str, **changes: Any) -> TrainConfig:
-    """The recipe called ``name`` (keys of :data:`PRESETS`) with ``changes`` applied."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown training preset {name!r}; known: {', '.join(PRESETS)}")
-    return replace(PRESETS[name], **changes)
+    """The recipe called ``name`` (keys of :data:`RECIPES`) with ``changes`` applied."""
+    return lookup(RECIPES, name, **changes)
 
 
 def dataset_batch_to_model(images: torch.Tensor, targets: list[dict]) -> tuple[torch.Tensor, list[dict]]:
@@ -132,18 +142,6 @@ def make_loss_fn(config: LossConfig = LossConfig()):
                          [t["landmark_mask"] for t in targets], images=images)
 
     return loss_fn
-
-
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (momentum 0.9) or AdamW with the recipe's lr; no weight decay on BatchNorm and biases."""
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}: expected sgd or adamw")
 
 
 @torch.no_grad()
@@ -223,11 +221,12 @@ def synthface_root(cfg: TrainConfig, seed: int = 0, progress: bool = True) -> Pa
 
 
 def train(cfg: TrainConfig, root: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
-          device: torch.device | str | None = None, seed: int = 0, progress: bool = True,
-          model: torch.nn.Module | None = None, callbacks: tuple = ()) -> tuple[torch.nn.Module, list[dict]]:
+          device: torch.device | str | None = None, seed: int | None = None, progress: bool = True,
+          model: torch.nn.Module | None = None, callbacks: tuple = ()) -> TrainResult:
     """Train a RetinaFace with the recipe ``cfg`` on ``root/train/label.txt`` + ``root/WIDER_train/images``
-    with the engine's Trainer (AMP on GPU; resumes from ``checkpoint`` when it exists).
-    Returns the trained model and the per-epoch history."""
+    with the engine's Trainer (AMP on GPU when ``cfg.amp``; writes ``checkpoint`` after every epoch and resumes
+    from it when it exists; ``seed``: default ``cfg.seed``). ``model``: start from these weights instead of a
+    fresh ``cfg.model``. Returns a :class:`~facelearn.engine.recipe.TrainResult` (``model`` in eval mode)."""
     from facelearn import runtime
     from facelearn.data.transforms import DetectionAugment
     from facelearn.detection.dataset import WiderFaceDetection, collate
@@ -235,20 +234,20 @@ def train(cfg: TrainConfig, root: str | os.PathLike, *, checkpoint: str | os.Pat
     from facelearn.engine import Trainer, cosine_schedule, make_loader
     from facelearn.registry import metadata
 
+    seed = cfg.seed if seed is None else seed
     runtime.seed_everything(seed)
     root = Path(root)
     dataset = WiderFaceDetection(root, "train", train=True, augment=DetectionAugment(size=cfg.image_size))
     loader = make_loader(dataset, cfg.batch_size, shuffle=True, seed=seed, drop_last=len(dataset) > cfg.batch_size,
                          collate_fn=collate)
     model = model if model is not None else build(cfg.model, pretrained=cfg.pretrained)
-    optimizer = build_optimizer(model, cfg)
-    steps = cfg.epochs * len(loader)
-    scheduler = cosine_schedule(optimizer, steps, int(cfg.warmup_epochs * len(loader)))
+    optimizer = build_optimizer(cfg, model)
+    scheduler = cosine_schedule(optimizer, cfg.epochs * len(loader), cfg.warmup_steps)
     trainer = Trainer(model, optimizer, make_loss_fn(cfg.loss), device=device, scheduler=scheduler,
-                      grad_clip=10.0, checkpoint=checkpoint, seed=seed, callbacks=callbacks,
-                      meta=metadata(model, cfg.model))
+                      checkpoint=checkpoint, seed=seed, callbacks=callbacks, meta=metadata(model, cfg.model),
+                      **cfg.trainer_options())
     history = trainer.fit(loader, cfg.epochs, progress=progress)
-    return trainer.model.eval(), history
+    return TrainResult(trainer.model.eval(), history, trainer, trainer.checkpoint)
 
 
 #: The checkpoints shipped with the book (``make checkpoints`` regenerates them): file name → recipe.

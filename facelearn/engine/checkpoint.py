@@ -124,7 +124,7 @@ def check_resumable(state: dict[str, Any], path: str | os.PathLike, model: torch
         raise DataError.at(path, None, f"holds {held}; expected {wanted} to resume")
     theirs = state.get("facelearn", {}).get("model") if isinstance(state.get("facelearn"), dict) else None
     if meta and meta.get("model") and theirs and theirs != meta["model"]:
-        raise DataError.at(path, None, f"holds {held}; expected {wanted} to resume (use another --checkpoint)")
+        raise DataError.at(path, None, f"holds {held}; expected {wanted} to resume (use another --resume)")
     mine = model.state_dict()
     missing = [k for k in mine if k not in state["model"]]
     extra = [k for k in state["model"] if k not in mine]

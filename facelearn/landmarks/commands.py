@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from facelearn import cli_types
+from facelearn.cli import common, resume_path, subparser
 from facelearn.errors import DataError
 
 
@@ -50,9 +51,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     rec = R.recipe(args.preset)
     rec = rec.with_(loss=dataclasses.replace(rec.loss, weighted=args.loss == "weighted", distance=args.distance,
                                              attributes=args.attributes or rec.loss.attributes,
-                                             level_pitch=args.level_pitch or rec.loss.level_pitch))
-    if args.epochs is not None:
-        rec = rec.with_(epochs=args.epochs)
+                                             level_pitch=args.level_pitch or rec.loss.level_pitch),
+                    epochs=args.epochs or rec.epochs)
     root = Path(args.data) if args.data else None
     if root is None:
         if rec.synth_train == 0:
@@ -62,15 +62,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
             root = ensure_synthface(default_synthface_root(rec.synth_train, rec.synth_test), rec.synth_train,
                                     rec.synth_test, progress=distributed.is_main())
     out = Path(args.out)
-    model, trainer = R.train(rec, root, checkpoint=out.with_suffix(".trainer.pt"), device=args.device,
-                             seed=args.seed, progress=distributed.is_main())
+    result = R.train(rec, root, checkpoint=resume_path(args), device=args.device, seed=args.seed,
+                     progress=distributed.is_main())
     if not distributed.is_main():  # rank 0 alone evaluates and writes the model
         return 0
     records, images = R.load_split(root, "test")
-    errors, summary = R.evaluate(model["pfld"].eval(), records, images, rec.crops, flip=rec.test_flip)
+    errors, summary = R.evaluate(result.model, records, images, rec.crops, flip=rec.test_flip)
     meta = root / "meta.json"
     generator = json.loads(meta.read_text()).get("generator", "") if meta.is_file() else "real data"
-    R.export(model, out, recipe=rec.name, loss="weighted" if rec.loss.weighted else "plain",
+    R.export(result.model, out, recipe=rec.name, loss="weighted" if rec.loss.weighted else "plain",
              distance=rec.loss.distance, attributes=rec.loss.attributes, level_pitch=rec.loss.level_pitch,
              test_nme=summary["all"]["nme"], test_flip=rec.test_flip,
              epochs=rec.epochs, seed=args.seed,
@@ -109,14 +109,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``pfld`` under ``facelearn train`` or ``landmarks`` under ``facelearn eval``."""
-    from facelearn.cli import subparser
-
     if subparsers.dest.startswith("train"):
         p = subparser(subparsers, "pfld", "train PFLD and its auxiliary Euler-angle net (recipe quick or full)",
                       "facelearn train pfld --preset quick --out pfld-quick.pt", _cmd_train)
-        p.add_argument("--preset", default="quick", choices=["quick", "full"], help="training recipe")
+        common(p, "preset", "resume", "fresh", "seed", "device", task="landmarks")
         p.add_argument("--data", type=cli_types.existing_dir, help="WFLW-layout folder (default for quick: a SynthFace export, made if missing)")
-        p.add_argument("--out", required=True, help="model checkpoint to write (trainer state goes beside it)")
+        p.add_argument("--out", required=True, help="model checkpoint to write")
         p.add_argument("--loss", default="weighted", choices=["weighted", "plain"], help="PFLD loss or plain")
         p.add_argument("--distance", default="l2", choices=["l2", "l1"], help="landmark distance")
         p.add_argument("--attributes", choices=["loss", "sampling"],
@@ -125,8 +123,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--level-pitch", choices=["zero", "median"],
                        help="pitch that counts as level for head up/down (default: the recipe's)")
         p.add_argument("--epochs", type=cli_types.positive_int, help="override the recipe's epochs")
-        p.add_argument("--seed", type=cli_types.non_negative_int, default=0, help="random seed")
-        p.add_argument("--device", type=cli_types.device_name, help="cpu, cuda, mps (default: best available)")
     elif subparsers.dest.startswith("eval"):
         p = subparser(subparsers, "landmarks", "NME (inter-ocular), FR@0.1, AUC@0.1, per WFLW attribute subset",
                       "facelearn eval landmarks --checkpoint pfld-quick.pt --data ~/.cache/facelearn/data/"
@@ -139,7 +135,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="with --checkpoint: average each prediction with the mirrored crop's (the quick recipe's "
                             "test protocol)")
         p.add_argument("--gt", type=cli_types.existing_file, help="ground-truth WFLW annotation file, same faces in the same order as --pred")
-        p.add_argument("--device", type=cli_types.device_name, help="cpu, cuda, mps")
-        p.add_argument("--json", action="store_true", help="print JSON")
+        common(p, "device", "json")
     else:
         raise ValueError(f"facelearn.landmarks.commands registers under 'train' or 'eval', not {subparsers.dest!r}")

@@ -1,16 +1,18 @@
 """PFLD training recipes, training, prediction and evaluation (book: chapter "PFLD", training section).
 
 ``quick`` trains PFLD 0.25X on the SynthFace ``wflw`` export on a CPU; ``full`` is the WFLW recipe for PFLD
-1X on a GPU (Adam, batch 256, weight decay 1e-6 as in the reference implementation, cosine schedule). Both
-apply the loss's attribute factor by drawing faces in proportion to it (:mod:`facelearn.landmarks.loss`) and
-call the same :func:`train`, which uses :class:`facelearn.engine.Trainer`.
+1X on a GPU (Adam, batch 256, weight decay 1e-6 on every parameter as in the reference implementation,
+cosine schedule). Both are :data:`RECIPES` entries (:class:`facelearn.engine.recipe.Recipe`), clip gradients
+at norm 10, apply the loss's attribute factor by drawing faces in proportion to it
+(:mod:`facelearn.landmarks.loss`) and call the same :func:`train`, which uses
+:class:`facelearn.engine.Trainer` and returns a :class:`~facelearn.engine.recipe.TrainResult`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from torch import nn
 
 from facelearn.data.wflw import LandmarkRecord, read_wflw, wflw_files
 from facelearn.engine import Trainer, cosine_schedule, make_loader
+from facelearn.engine.recipe import Recipe, TrainResult, build_optimizer, lookup
 from facelearn.landmarks import metrics
 from facelearn.landmarks.crops import CropConfig, LandmarkCrops, flip_landmarks, to_image_coordinates
 from facelearn.landmarks.loss import (LossConfig, PFLDObjective, PoseThresholds, attribute_weight, categories,
@@ -29,16 +32,17 @@ from facelearn.registry import metadata
 
 
 @dataclass(frozen=True)
-class PFLDRecipe:
-    """Everything a PFLD training run needs besides the data folder."""
+class PFLDRecipe(Recipe):
+    """Everything a PFLD training run needs besides the data folder: the fields of
+    :class:`~facelearn.engine.recipe.Recipe` (Adam, every parameter decayed, gradients clipped at norm 10) and
+    the model's shape, the loss, the crops, the SynthFace sizes, the test-time mirror."""
 
-    name: str
-    model: PFLDConfig
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    warmup_steps: int = 0
+    task = "landmarks"
+    _: KW_ONLY
+    optimizer: str = "adam"
+    decay_norms_and_biases: bool = True
+    grad_clip: float | None = 10.0
+    model: PFLDConfig = PFLDConfig()
     loss: LossConfig = LossConfig()
     crops: CropConfig = CropConfig()
     synth_train: int = 0   # SynthFace faces to export when the data folder is empty (quick only)
@@ -47,29 +51,27 @@ class PFLDRecipe:
     test_flip: bool = False  # evaluate on each crop and its mirror, averaging the two predictions
     note: str = ""
 
-    def with_(self, **changes) -> "PFLDRecipe":
-        """A copy with some fields changed (e.g. ``loss=LossConfig(weighted=False)``)."""
-        return dataclasses.replace(self, **changes)
+    @property
+    def model_name(self) -> str:
+        return preset_name(self.model)
 
 
 #: both recipes: the attribute factor by sampling faces, head up/down measured from the median pitch
 _SAMPLED = LossConfig(attributes="sampling", level_pitch="median")
 
 RECIPES = {
-    "quick": PFLDRecipe("quick", PFLDConfig(0.25), epochs=40, batch_size=32, lr=3e-3, weight_decay=1e-6,
+    "quick": PFLDRecipe("quick", model=PFLDConfig(0.25), epochs=40, batch_size=32, lr=3e-3, weight_decay=1e-6,
                         warmup_steps=50, loss=_SAMPLED, synth_train=12000, synth_test=300, test_flip=True,
                         note="PFLD 0.25X on the SynthFace wflw export, CPU"),
-    "full": PFLDRecipe("full", PFLDConfig(1.0), epochs=150, batch_size=256, lr=1e-3, weight_decay=1e-6,
+    "full": PFLDRecipe("full", model=PFLDConfig(1.0), epochs=150, batch_size=256, lr=1e-3, weight_decay=1e-6,
                        warmup_steps=500, loss=_SAMPLED, workers=4,
                        note="PFLD 1X on WFLW (7,500 training faces), one GPU"),
 }
 
 
-def recipe(name: str) -> PFLDRecipe:
-    """The recipe called ``name`` (``quick`` or ``full``)."""
-    if name not in RECIPES:
-        raise ValueError(f"unknown PFLD recipe {name!r}; known: {', '.join(RECIPES)}")
-    return RECIPES[name]
+def recipe(name: str, **changes) -> PFLDRecipe:
+    """The recipe called ``name`` (keys of :data:`RECIPES`: ``quick`` or ``full``) with ``changes`` applied."""
+    return lookup(RECIPES, name, **changes)
 
 
 def load_split(root: str | os.PathLike, split: str) -> tuple[list[LandmarkRecord], Path]:
@@ -117,13 +119,15 @@ def training_statistics(dataset: LandmarkCrops, loss: LossConfig = LossConfig())
 
 
 def train(rec: PFLDRecipe, data_root: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
-          device: torch.device | str | None = None, seed: int = 0, progress: bool = True,
-          epochs: int | None = None) -> tuple[nn.ModuleDict, Trainer]:
+          device: torch.device | str | None = None, seed: int | None = None, progress: bool = True,
+          callbacks: tuple = ()) -> TrainResult:
     """Train PFLD and its auxiliary net with ``rec`` on the ``train`` split under ``data_root``.
 
-    Returns the ``nn.ModuleDict`` (``pfld``, ``aux``) and the trainer (``trainer.history``,
-    ``trainer.omega``). Resumes from ``checkpoint`` when it exists.
+    Returns a :class:`~facelearn.engine.recipe.TrainResult`: ``model`` PFLD, ``head`` the auxiliary net,
+    ``statistics`` the :class:`TrainingStatistics` (ω, a_m, thresholds, mean shape). Writes ``checkpoint``
+    after every epoch and resumes from it when it exists; ``seed``: default ``rec.seed``.
     """
+    seed = rec.seed if seed is None else seed
     torch.manual_seed(seed)
     records, images = load_split(data_root, "train")
     data = LandmarkCrops(records, images, augment=True, config=rec.crops)
@@ -133,19 +137,18 @@ def train(rec: PFLDRecipe, data_root: str | os.PathLike, *, checkpoint: str | os
         with torch.no_grad():  # start from the mean shape: the fully connected layer only learns offsets
             model["pfld"].fc.bias.copy_(stats.mean_shape)
             model["pfld"].fc.weight.mul_(0.1)
-    opt = torch.optim.Adam(model.parameters(), lr=rec.lr, weight_decay=rec.weight_decay)
+    opt = build_optimizer(rec, model)
     sampled = rec.loss.weighted and rec.loss.attributes == "sampling"
     loader = make_loader(data, min(rec.batch_size, len(data)), shuffle=True, seed=seed, drop_last=True,
                          num_workers=rec.workers, weights=stats.weights if sampled else None)
-    n_epochs = epochs or rec.epochs
-    sched = cosine_schedule(opt, n_epochs * len(loader), rec.warmup_steps)
+    sched = cosine_schedule(opt, rec.epochs * len(loader), rec.warmup_steps)
     objective = PFLDObjective(stats.omega, rec.loss, stats.thresholds, float(stats.weights.mean()))
-    trainer = Trainer(model, opt, objective, device=device, scheduler=sched,
-                      checkpoint=checkpoint, seed=seed, grad_clip=10.0,
-                      meta=metadata(model["pfld"], preset_name(rec.model), prefix="pfld."))
-    trainer.omega = stats.omega
-    trainer.fit(loader, n_epochs, progress=progress)
-    return model, trainer
+    trainer = Trainer(model, opt, objective, device=device, scheduler=sched, checkpoint=checkpoint, seed=seed,
+                      callbacks=callbacks, meta=metadata(model["pfld"], rec.model_name, prefix="pfld."),
+                      **rec.trainer_options())
+    history = trainer.fit(loader, rec.epochs, progress=progress)
+    return TrainResult(trainer.model["pfld"].eval(), history, trainer, trainer.checkpoint,
+                       head=trainer.model["aux"].eval(), statistics=stats)
 
 
 def preset_name(config: PFLDConfig) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from facelearn import cli_types
+from facelearn.cli import common, resume_path, subparser
 from facelearn.errors import DataError
 
 
@@ -53,7 +54,6 @@ def _train(args: argparse.Namespace) -> int:
     from facelearn.engine import distributed
     from facelearn.recognition import training, verification
 
-    base = training.RecognitionRecipe.full() if args.preset == "full" else training.RecognitionRecipe.quick()
     changes = {k: v for k, v in {"loss": args.loss, "epochs": args.epochs, "s": args.s, "m": args.m,
                                  "backbone": args.backbone, "lr": args.lr, "batch_size": args.batch_size,
                                  "sample_rate": args.sample_rate}.items()
@@ -63,7 +63,7 @@ def _train(args: argparse.Namespace) -> int:
     if "backbone" in changes:
         from facelearn.models import preset
         changes["input_size"] = preset(changes["backbone"]).input_size[-1]
-    recipe = training.RecognitionRecipe(**{**base.__dict__, **changes})
+    recipe = training.recipe(args.preset, **changes)
     if recipe.loss not in training.LOSSES:
         raise ValueError(f"unknown loss {recipe.loss!r}; known: {', '.join(training.LOSSES)}")
     runtime.seed_everything(args.seed)
@@ -75,8 +75,9 @@ def _train(args: argparse.Namespace) -> int:
             dataset, n_classes = load_training_set(args.data, recipe.input_size, progress=distributed.is_main())
     if distributed.is_main():
         print(f"training {recipe.backbone} with {recipe.loss} on {len(dataset)} images of {n_classes} identities")
-    backbone, _, history = training.train(recipe, dataset, n_classes, device=args.device, seed=args.seed,
-                                          progress=distributed.is_main())
+    result = training.train(recipe, dataset, n_classes, checkpoint=resume_path(args), device=args.device,
+                            seed=args.seed, progress=distributed.is_main())
+    backbone, history = result.model, result.history
     if not distributed.is_main():  # rank 0 alone evaluates and writes the model
         return 0
     extra = {"final_loss": history[-1]["loss"] if history else float("nan")}
@@ -145,7 +146,6 @@ def _load_npy(path: str) -> np.ndarray:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from facelearn.cli import subparser
     from facelearn.recognition.training import LOSSES
 
     if subparsers.dest == "train_command":
@@ -154,7 +154,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       "--out arcface.pt", _train)
         p.add_argument("--data", type=cli_types.existing_path, help="identity folder (root/<identity>/<image>) or train.rec (default: the "
                        "chapters' SynthFace identity set, exported if missing, validated on its pairs)")
-        p.add_argument("--preset", choices=("quick", "full"), default="quick", help="recipe")
+        common(p, "preset", "resume", "fresh", "device", "seed", task="recognition")
         p.add_argument("--loss", choices=LOSSES, help="loss (default: the preset's, arcface)")
         p.add_argument("--backbone", help="model preset (see `facelearn models --task recognition`)")
         p.add_argument("--epochs", type=cli_types.positive_int)
@@ -166,8 +166,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "this share of them sampled each step (arcface, cosface, combined)")
         p.add_argument("--val", type=cli_types.existing_file, help="pairs file or .bin to evaluate on after training")
         p.add_argument("--val-root", type=cli_types.existing_dir, help="image root of a pairs file (default: its folder)")
-        p.add_argument("--device", type=cli_types.device_name, help="cpu, cuda, mps (default: the best available)")
-        p.add_argument("--seed", type=cli_types.non_negative_int, default=0)
         p.add_argument("--out", required=True, help="checkpoint to write (backbone + recipe)")
     else:
         p = subparser(subparsers, "verification", "10-fold verification accuracy, ROC AUC and TAR@FAR on pairs",
@@ -179,5 +177,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--issame", type=cli_types.existing_file, help="(P,) booleans .npy")
         p.add_argument("--folds", type=cli_types.int_at_least(2), default=10)
         p.add_argument("--no-flip", action="store_true", help="do not add the mirrored image's embedding")
-        p.add_argument("--device", type=cli_types.device_name, help="cpu, cuda, mps")
-        p.add_argument("--json", action="store_true", help="print JSON")
+        common(p, "device", "json")

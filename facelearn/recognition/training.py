@@ -1,16 +1,19 @@
 """Training a recognition model with any loss of the book (book chapters "Metric learning" to "Beyond ArcFace").
 
-A :class:`RecognitionRecipe` is the whole recipe as data (backbone, loss, s, m, schedule); ``quick`` is the
-CPU chapters' SmallCNN on 64-px SynthFace identities, ``full`` insightface's ms1mv2_r50 recipe (iResNet-50,
-ArcFace s = 64, m = 0.5, SGD lr 0.1, 20 epochs). :func:`train` runs it with :class:`facelearn.engine.Trainer`
-and returns the backbone; :func:`save_model`/:func:`load_model` write and read the small checkpoint that
+A :class:`RecognitionRecipe` is the whole recipe as data (backbone, loss, s, m, schedule), a
+:class:`facelearn.engine.recipe.Recipe`; its presets are :data:`RECIPES`: ``quick`` is the CPU chapters'
+SmallCNN on 64-px SynthFace identities, ``full`` insightface's ms1mv2_r50 recipe (iResNet-50, ArcFace s = 64,
+m = 0.5, SGD lr 0.1, 20 epochs). Both decay every parameter (norm layers and biases included), as
+insightface's optimiser does, and clip gradients at norm 5. :func:`train` runs a recipe with
+:class:`facelearn.engine.Trainer` and returns a :class:`~facelearn.engine.recipe.TrainResult` (the backbone, and
+the head as ``head``); :func:`save_model`/:func:`load_model` write and read the small checkpoint that
 ``facelearn eval verification`` and the chapters use (backbone weights + recipe, no class weights).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import KW_ONLY, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset, Sampler
 
 from facelearn.engine import Trainer, cosine_schedule, distributed, load_checkpoint, make_loader
+from facelearn.engine.recipe import Recipe, TrainResult, build_optimizer, lookup
 from facelearn.models import preset
 from facelearn.recognition import beyond, margins, metric
 from facelearn.recognition.normalisation import NormFaceHead, SoftmaxHead
@@ -28,27 +32,36 @@ from facelearn.registry import metadata
 #: MS1MV2 (``faces_emore``), the `full` recipe's training set: identities and images.
 MS1MV2_SIZE = (85742, 5822653)
 
+#: Images of the chapters' SynthFace identity set (1,000 identities × 20, :class:`SynthFaceIdentities`): the
+#: ``quick`` recipe's warm-up is one epoch of it.
+SYNTHFACE_TRAIN_IMAGES = 1000 * 20
+
 LOSSES = ("softmax", "center", "triplet", "lsoftmax", "sphereface", "normface", "cosface", "arcface", "combined",
           "subcenter", "curricularface", "adaface")
 
 
 @dataclass(frozen=True)
-class RecognitionRecipe:
-    """One training recipe. ``backbone`` names a :mod:`facelearn.models` preset; ``s``/``m`` apply to the
-    normalised heads (ArcFace's m2, CosFace's m3; ``m`` is the integer margin of L-Softmax/SphereFace)."""
+class RecognitionRecipe(Recipe):
+    """One training recipe: the fields of :class:`~facelearn.engine.recipe.Recipe` (defaults: ``quick``) and
+    ``backbone``, a :mod:`facelearn.models` preset; ``s``/``m`` apply to the normalised heads (ArcFace's m2,
+    CosFace's m3; ``m`` is the integer margin of L-Softmax/SphereFace)."""
 
+    task = "recognition"
     name: str = "quick"
-    backbone: str = "synthface-cnn"
-    input_size: int = 64
-    loss: str = "arcface"
-    s: float = 32.0
-    m: float = 0.5
+    _: KW_ONLY
     epochs: int = 12
     batch_size: int = 64
     optimizer: str = "adamw"
     lr: float = 3e-3
     weight_decay: float = 5e-4
-    warmup_epochs: float = 1.0
+    decay_norms_and_biases: bool = True
+    warmup_steps: int = SYNTHFACE_TRAIN_IMAGES // 64
+    grad_clip: float | None = 5.0
+    backbone: str = "synthface-cnn"
+    input_size: int = 64
+    loss: str = "arcface"
+    s: float = 32.0
+    m: float = 0.5
     triplet_margin: float = 0.2
     images_per_identity: int = 4  # K of the P×K batches used by the triplet loss
     flip: bool = True  # random horizontal flips of half of each batch
@@ -56,15 +69,33 @@ class RecognitionRecipe:
     schedule: tuple[float, float, float, float] | None = None  # L-Softmax/SphereFace λ (base, γ, power, λ_min)
     sample_rate: float | None = None  # Partial FC's share of sampled centres (arcface, cosface, combined); None: plain head
 
+    @property
+    def model_name(self) -> str:
+        return self.backbone
+
     @classmethod
     def quick(cls, **changes: Any) -> "RecognitionRecipe":
-        """The CPU chapters' recipe (SmallCNN, 64 px, AdamW); ``changes`` override fields."""
-        return replace(cls(), **changes)
+        """The CPU chapters' recipe (SmallCNN, 64 px, AdamW): ``recipe("quick", **changes)``."""
+        return recipe("quick", **changes)
 
     @classmethod
     def full(cls, **changes: Any) -> "RecognitionRecipe":
-        """insightface's ms1mv2_r50: iResNet-50, 112 px, ArcFace s = 64, m = 0.5, SGD 0.1, batch 128 × 8 GPUs."""
-        return replace(cls("full", "iresnet50", 112, "arcface", 64.0, 0.5, 20, 128, "sgd", 0.1, 5e-4, 0.0), **changes)
+        """insightface's ms1mv2_r50 (iResNet-50, 112 px, ArcFace s = 64, m = 0.5, SGD 0.1, batch 128 × 8 GPUs):
+        ``recipe("full", **changes)``."""
+        return recipe("full", **changes)
+
+
+#: The named recipes: ``quick`` (the CPU chapters') and ``full`` (insightface's ms1mv2_r50, no warm-up).
+RECIPES = {
+    "quick": RecognitionRecipe("quick"),
+    "full": RecognitionRecipe("full", backbone="iresnet50", input_size=112, s=64.0, epochs=20, batch_size=128,
+                              optimizer="sgd", lr=0.1, warmup_steps=0),
+}
+
+
+def recipe(name: str, **changes: Any) -> RecognitionRecipe:
+    """The recipe called ``name`` (keys of :data:`RECIPES`) with ``changes`` applied."""
+    return lookup(RECIPES, name, **changes)
 
 
 def default_margin(loss: str) -> float:
@@ -114,6 +145,11 @@ class PKSampler(Sampler[list[int]]):
         self.groups = [g for g in self.groups if len(g) >= 2]
         self.rank, self.world = distributed.rank(), distributed.world_size()
 
+    @property
+    def batch_size(self) -> int:
+        """Images per batch on this process: P × K."""
+        return self.p * self.k
+
     def set_epoch(self, epoch: int) -> None:
         """Draw the batches of ``epoch`` next (the trainer calls this, so resuming repeats the same batches)."""
         self.epoch = epoch
@@ -148,14 +184,19 @@ def _labels_of(dataset: Dataset) -> torch.Tensor:
     return torch.tensor([int(dataset[i][1]) for i in range(len(dataset))])
 
 
-def train(recipe: RecognitionRecipe, dataset: Dataset, n_classes: int, *, device: torch.device | str | None = None,
-          seed: int = 0, checkpoint: str | os.PathLike | None = None, progress: bool = True,
-          callbacks: tuple = ()) -> tuple[nn.Module, nn.Module, list[dict]]:
-    """Train ``recipe.backbone`` with ``recipe.loss`` on ``dataset`` (items (image, label)).
+def train(recipe: RecognitionRecipe, dataset: Dataset, n_classes: int | None = None, *,
+          checkpoint: str | os.PathLike | None = None, device: torch.device | str | None = None,
+          seed: int | None = None, progress: bool = True, callbacks: tuple = ()) -> TrainResult:
+    """Train ``recipe.backbone`` with ``recipe.loss`` on ``dataset`` (items (image, label); ``n_classes``:
+    default the largest label + 1).
 
-    Returns (backbone, head (``None`` for triplet), history). The head and backbone train together in one
-    ``nn.ModuleDict`` through :class:`facelearn.engine.Trainer` (AMP, checkpoints, exact resume).
+    Returns a :class:`~facelearn.engine.recipe.TrainResult`: ``model`` the backbone, ``head`` the margin head
+    (``None`` for triplet). The head and backbone train together in one ``nn.ModuleDict`` through
+    :class:`facelearn.engine.Trainer` (AMP, a ``checkpoint`` written every epoch and resumed from, exact
+    resume; ``seed``: default ``recipe.seed``).
     """
+    seed = recipe.seed if seed is None else seed
+    n_classes = int(_labels_of(dataset).max()) + 1 if n_classes is None else n_classes
     torch.manual_seed(seed)
     spec = preset(recipe.backbone)
     backbone = spec.build()
@@ -186,18 +227,14 @@ def train(recipe: RecognitionRecipe, dataset: Dataset, n_classes: int, *, device
             loss = model["head"](model["backbone"](x), y)
             return loss, dict(getattr(model["head"], "last", {}))
 
-    steps = recipe.epochs * len(loader)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if recipe.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay)
-    else:
-        opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
-    sched = cosine_schedule(opt, steps, int(recipe.warmup_epochs * len(loader)))
-    trainer = Trainer(model, opt, loss_fn, device=device, scheduler=sched, grad_clip=5.0, checkpoint=checkpoint,
-                      seed=seed, callbacks=callbacks,
-                      meta=metadata(model["backbone"], recipe.backbone, prefix="backbone."))
+    opt = build_optimizer(recipe, model)
+    sched = cosine_schedule(opt, recipe.epochs * len(loader), recipe.warmup_steps)
+    trainer = Trainer(model, opt, loss_fn, device=device, scheduler=sched, checkpoint=checkpoint, seed=seed,
+                      callbacks=callbacks, meta=metadata(model["backbone"], recipe.backbone, prefix="backbone."),
+                      **recipe.trainer_options())
     history = trainer.fit(loader, recipe.epochs, progress=progress)
-    return model["backbone"], model["head"] if "head" in model else None, history
+    return TrainResult(trainer.model["backbone"], history, trainer, trainer.checkpoint,
+                       head=trainer.model["head"] if "head" in trainer.model else None)
 
 
 def save_model(backbone: nn.Module, recipe: RecognitionRecipe, path: str | os.PathLike, **extra: Any) -> Path:
@@ -211,14 +248,17 @@ def save_model(backbone: nn.Module, recipe: RecognitionRecipe, path: str | os.Pa
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, RecognitionRecipe, dict]:
     """Read a :func:`save_model` checkpoint → (backbone in eval mode, recipe, extra); the backbone is rebuilt
-    from the checkpoint's own description (:func:`facelearn.load`), another task's checkpoint refused."""
+    from the checkpoint's own description (:func:`facelearn.load`), another task's checkpoint refused. The
+    recipe keeps the fields the class has today (a checkpoint written when the warm-up was counted in epochs
+    stored ``warmup_epochs``, which is left out)."""
     from facelearn.registry import load
 
     backbone = load(path, task="recognition")
     state = load_checkpoint(path)
-    recipe = RecognitionRecipe(**{k: tuple(v) if k == "schedule" and v is not None else v
-                                  for k, v in state["recipe"].items()})
-    return backbone.to(device), recipe, dict(state.get("extra", {}))
+    known = {f.name for f in fields(RecognitionRecipe)}
+    rec = RecognitionRecipe(**{k: tuple(v) if k == "schedule" and v is not None else v
+                               for k, v in state["recipe"].items() if k in known})
+    return backbone.to(device), rec, dict(state.get("extra", {}))
 
 
 @dataclass(frozen=True)
@@ -287,8 +327,8 @@ def load_or_train(loss: str, progress: bool = True) -> tuple[nn.Module, Recognit
     dataset, n_classes, _, _ = synthface_identities(progress=progress)
     recipe = RecognitionRecipe.quick(loss=loss, m=default_margin(loss))
     runtime.seed_everything(0)
-    backbone, _, history = train(recipe, dataset, n_classes, seed=0, progress=progress)
-    save_model(backbone.cpu(), recipe, path, final_loss=history[-1]["loss"])
+    result = train(recipe, dataset, n_classes, seed=0, progress=progress)
+    save_model(result.model.cpu(), recipe, path, final_loss=result.history[-1]["loss"])
     return load_model(path)
 
 

@@ -9,7 +9,6 @@ data order, augmentation and learning rate.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,9 @@ def fine_tune(recipe: str, start: str | os.PathLike, root: str | os.PathLike, *,
     from facelearn.data.transforms import DetectionAugment
     from facelearn.detection.dataset import WiderFaceDetection, collate
     from facelearn.detection.retinaface import build
-    from facelearn.detection.training import build_optimizer, make_loss_fn, train_config
+    from facelearn.detection.training import make_loss_fn, train_config
     from facelearn.engine import Trainer, make_loader
+    from facelearn.engine.recipe import build_optimizer
     from facelearn.registry import load
 
     cfg = train_config(recipe)
@@ -40,8 +40,8 @@ def fine_tune(recipe: str, start: str | os.PathLike, root: str | os.PathLike, *,
     dataset = WiderFaceDetection(root, "train", train=True, augment=DetectionAugment(size=cfg.image_size))
     subset = torch.utils.data.Subset(dataset, range(min(images, len(dataset))))
     loader = make_loader(subset, cfg.batch_size, shuffle=True, seed=seed, collate_fn=collate)
-    optimizer = build_optimizer(model, replace(cfg, lr=cfg.lr * lr_scale))
-    trainer = Trainer(model, optimizer, loss_fn or make_loss_fn(cfg.loss), device=device, grad_clip=10.0,
+    optimizer = build_optimizer(cfg.with_(lr=cfg.lr * lr_scale), model)
+    trainer = Trainer(model, optimizer, loss_fn or make_loss_fn(cfg.loss), device=device, grad_clip=cfg.grad_clip,
                       seed=seed)
     history = trainer.fit(loader, epochs, progress=progress)
     return trainer.model.eval(), history
