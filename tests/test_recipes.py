@@ -124,6 +124,11 @@ def test_no_decay_on_norms_and_biases_unless_asked():
 
 
 def test_every_task_trains_with_one_signature_and_one_result():
+    from facelearn.engine import Trainer
+
+    options = facelearn.get_recipe("detection", "quick", channels_last=True).trainer_options()
+    assert options == {"amp": True, "grad_clip": 10.0, "channels_last": True, "compile": False}
+    assert set(options) <= set(inspect.signature(Trainer).parameters)
     for task in recipes.TASKS:
         train = recipes._module(task).train
         sig = inspect.signature(train)

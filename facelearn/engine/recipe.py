@@ -35,7 +35,9 @@ class Recipe:
     PFLD's Adam do; detection keeps them free of decay, as nanoGPT's ``configure_optimizers``);
     warmup_steps: optimiser steps of linear warm-up before the cosine decay
     (:func:`facelearn.engine.cosine_schedule`); grad_clip: gradient-norm clipping (None: none); amp: mixed
-    precision on a GPU; seed: the run's seed when ``train`` is given none.
+    precision on a GPU; seed: the run's seed when ``train`` is given none; channels_last, compile: the
+    :class:`~facelearn.engine.Trainer`'s switches (image batches and convolution weights stored channels-last;
+    the forward compiled with ``torch.compile``), which change the speed on a GPU, not what is computed.
     """
 
     name: str
@@ -50,6 +52,8 @@ class Recipe:
     grad_clip: float | None = None
     amp: bool = True
     seed: int = 0
+    channels_last: bool = False
+    compile: bool = False
 
     #: the task of the recipe's model (``detection``, ``recognition``, ``landmarks``)
     task: ClassVar[str] = ""
@@ -70,8 +74,9 @@ class Recipe:
         raise NotImplementedError(f"{type(self).__name__} does not name its model")
 
     def trainer_options(self) -> dict[str, Any]:
-        """The :class:`facelearn.engine.Trainer` keywords the recipe sets: ``amp`` and ``grad_clip``."""
-        return {"amp": self.amp, "grad_clip": self.grad_clip}
+        """The :class:`facelearn.engine.Trainer` keywords the recipe sets."""
+        return {"amp": self.amp, "grad_clip": self.grad_clip, "channels_last": self.channels_last,
+                "compile": self.compile}
 
 
 def lookup(presets: Mapping[str, R], name: str, **changes: Any) -> R:
