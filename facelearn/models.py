@@ -166,11 +166,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from facelearn.cli import subparser
+    from facelearn.cli import common, subparser
 
     p = subparser(subparsers, "models", "list every model preset: name, task, parameter count, input size",
                   "facelearn models --task detection --json", _cmd_models)
-    p.add_argument("--json", action="store_true", help="print JSON")
+    common(p, "json")
     p.add_argument("--task", choices=sorted({m.task for m in PRESETS}), help="only presets of this task")
     p.add_argument("--weights", action="store_true",
                    help="list the registered weights instead (shipped checkpoints and public releases)")

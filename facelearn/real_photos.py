@@ -132,7 +132,7 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``real-photos`` under ``facelearn eval``."""
-    from facelearn.cli import subparser
+    from facelearn.cli import common, subparser
 
     p = subparser(subparsers, "real-photos",
                   "the quick models on real photographs: detector AP at IoU 0.4 on labelled photos and confident "
@@ -148,4 +148,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--detector", help="RetinaFace checkpoint (default: the shipped quick model)")
     p.add_argument("--recogniser", help="recognition checkpoint (default: the shipped quick ArcFace)")
     p.add_argument("--landmarks", help="PFLD checkpoint (default: the shipped quick PFLD)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    common(p, json="print the report as JSON")

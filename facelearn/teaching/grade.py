@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 
 from facelearn import cli_types
-from facelearn.cli import subparser
+from facelearn.cli import common, subparser
 from facelearn.errors import DataError
 from facelearn.selfcheck import LOG_VARIABLE
 from facelearn.teaching.student import CHECK, EXERCISE, check_names, tags
@@ -100,5 +100,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                   "facelearn grade student/01_feature_normalisation.ipynb", _cmd_grade)
     p.add_argument("notebooks", nargs="+", type=cli_types.existing_file, metavar="NOTEBOOK", help="notebooks to grade")
     p.add_argument("--timeout", type=cli_types.int_at_least(1), default=600, help="seconds allowed per cell")
-    p.add_argument("--json", action="store_true", help="print the scores as JSON")
+    common(p, json="print the scores as JSON")
 

@@ -6,14 +6,14 @@ import argparse
 import json
 
 from facelearn import cli_types
-from facelearn.cli import subparser
+from facelearn.cli import common, subparser
 from facelearn.data.synthface.export import PRESETS, export_identities, export_widerface, export_wflw
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="default sizes for the counts")
-    p.add_argument("--seed", type=cli_types.non_negative_int, default=0, help="random seed (same seed, same bytes)")
+    common(p, seed="random seed (same seed, same bytes)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 

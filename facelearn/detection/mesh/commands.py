@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from facelearn import cli_types
-from facelearn.cli import subparser
+from facelearn.cli import common, subparser
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -51,7 +51,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="checkpoint file to write")
     p.add_argument("--epochs", type=cli_types.positive_int, help="override the preset's epochs")
     p.add_argument("--n-train", dest="n_train", type=cli_types.positive_int, help="override the number of training meshes")
-    p.add_argument("--seed", type=cli_types.non_negative_int, default=0)
-    p.add_argument("--device", type=cli_types.device_name, help="cpu, cuda, mps (default: best available)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="also print the history and metrics as JSON")
+    common(p, "seed", "device", "quiet", json="also print the history and metrics as JSON")
