@@ -164,7 +164,7 @@ class _Fields:
 
 
 _FIELDS: dict[int, _Fields] = {}
-_MAX_SHAPES = 512  # identities whose expression-free part of eq. (1) is kept (per topology)
+_MAX_SHAPES = 128  # identities whose expression-free part of eq. (1) is kept (per topology)
 
 
 def _identity_part(f: _Fields, identity: Identity) -> tuple:

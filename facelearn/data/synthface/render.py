@@ -75,7 +75,7 @@ class _Look:
 
 
 _LOOKS: dict[tuple, _Look] = {}
-_MAX_LOOKS = 512
+_MAX_LOOKS = 128  # identities kept (≈ 90 KB each with their vertex terms)
 
 
 def _look(identity: Identity) -> _Look:
