@@ -3,7 +3,9 @@ image with one thread; the ``quick`` recipe's test-time protocol (pyramid, mirro
 320×240 image as a multiple of one pass on it (25× the pixels of one pass; with the untrained weights used
 here nearly every anchor passes the 0.02 evaluation threshold, the worst case for NMS and voting); and one
 training step (forward, loss with matching and OHEM, backward, update) at
-batch 8 × 640×640. Prints the model, the device and the thread count; not a test.
+batch 8 × 640×640; the forward pass alone, with the preprocessing outside it (``model.preprocess`` done once,
+as a data loader does) against the former forward that normalised its [0, 1] input itself (kept below as
+:func:`forward_normalising_inside`), as a ratio. Prints the model, the device and the thread count; not a test.
 
     python benchmarks/retinaface_speed.py [--model retinaface-mobilenet0.25] [--repeats 10] [--device cpu]
 """
@@ -84,7 +86,7 @@ def main() -> None:
         has.append(torch.ones(10, dtype=torch.bool, device=dev))
 
     def step() -> None:
-        loss, _ = criterion(model(images), anchors, boxes, points, has)
+        loss, _ = criterion(model(model.preprocess(images)), anchors, boxes, points, has)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -92,13 +94,13 @@ def main() -> None:
     steps = timed(step, max(3, args.repeats // 3), dev)
     print(f"training step, batch 8 x 640x640, {torch.get_num_threads()} threads: median "
           f"{statistics.median(steps):.2f} s (min {min(steps):.2f} s)")
-    ref = timed(lambda: model(images), max(3, args.repeats // 3), dev)
+    ref = timed(lambda: model(model.preprocess(images)), max(3, args.repeats // 3), dev)
     print(f"  of which a forward pass alone: median {statistics.median(ref):.2f} s "
           f"(ratio step / forward {statistics.median(steps) / statistics.median(ref):.1f})")
 
     # the library's OHEM (topk) against the former one (two full argsorts), alternating round by round
     with torch.no_grad():
-        outputs = {k: v.detach() for k, v in model(images).items()}
+        outputs = {k: v.detach() for k, v in model(model.preprocess(images)).items()}
     rounds = max(3, args.repeats // 3)
     loss_only = _alternate(lambda: criterion(outputs, anchors, boxes, points, has), 3 * rounds, dev)
     whole = _alternate(step, rounds, dev)
@@ -107,6 +109,42 @@ def main() -> None:
     for what, (new, old) in (("loss alone (matching, encoding, OHEM)", loss_only), ("training step", whole)):
         print(f"  {what:<40} former {old * 1e3:9.1f} ms   library {new * 1e3:9.1f} ms   "
               f"library / former {new / old:.3f}")
+    preprocessing_outside(model, dev, args.repeats, default_threads)
+
+
+def forward_normalising_inside(model: retinaface.RetinaFace, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The former ``RetinaFace.forward``: [0, 1] RGB in, the ImageNet mean and standard deviation applied
+    inside it (two fresh full-size tensors per call), then the network."""
+    mean = images.new_tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
+    std = images.new_tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+    return model((images - mean) / std)
+
+
+def preprocessing_outside(model: retinaface.RetinaFace, dev: torch.device, repeats: int, threads: int) -> None:
+    """Inference forward passes, the former (normalising inside) and the library's (preprocessed input), min of
+    alternating rounds, at one thread and at torch's default, for one 640×480 image and a batch of 8 × 640²."""
+    model.eval()
+    print(f"forward with preprocessing outside vs the former in-forward normalisation ({model.config.backbone}, "
+          f"device {dev}), min of {max(3, repeats)} alternating rounds:")
+    for n_threads in sorted({1, threads}):
+        torch.set_num_threads(n_threads)
+        for shape in ((1, 3, 480, 640), (8, 3, 640, 640)):
+            images = torch.rand(*shape, generator=torch.Generator().manual_seed(0)).to(dev)
+            with torch.no_grad():
+                x = model.preprocess(images)
+                assert all(torch.equal(a, b) for a, b in zip(model(x).values(),
+                                                               forward_normalising_inside(model, images).values()))
+                best = [float("inf"), float("inf")]
+                for _ in range(max(3, repeats)):
+                    for i, fn in enumerate((lambda: model(x), lambda: forward_normalising_inside(model, images))):
+                        _sync(dev)
+                        t = time.perf_counter()
+                        fn()
+                        _sync(dev)
+                        best[i] = min(best[i], time.perf_counter() - t)
+            print(f"  batch {shape[0]} x {shape[2]}x{shape[3]}, {n_threads} thread(s): "
+                  f"former {best[1] * 1e3:8.1f} ms   library {best[0] * 1e3:8.1f} ms   "
+                  f"library / former {best[0] / best[1]:.3f}")
 
 
 def ohem_by_two_sorts(cls_loss: torch.Tensor, labels: torch.Tensor, ratio: float | None,

@@ -3,14 +3,20 @@ recognition system").
 
 A graph is traced from an example input with the batch axis dynamic; the detector's height and width are
 dynamic too, so one file serves every image size (its anchors are computed outside the graph, as in
-``detect``). The mesh decoder's Chebyshev convolutions multiply by a sparse Laplacian, for which ONNX has no
-operator: the export uses the same matrix dense (V × V), which gives the same products. Each file records its
-task and the input it expects in its metadata.
+``detect``). The graph is the network's ``forward``: it reads the preprocessed input, and the preprocessing
+(``model.preprocess``, the weights' :class:`~facelearn.weights.Preprocess`) stays outside it, as data in the
+file's metadata (``preprocess``), so a graph of released weights reads what those weights read (BGR minus a
+mean for biubug6's detector) and the conversion is written in one place. The mesh decoder's Chebyshev
+convolutions multiply by a sparse Laplacian, for which ONNX has no operator: the export uses the same matrix
+dense (V × V), which gives the same products. Each file records its task and the input it expects in its
+metadata.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import warnings
 from pathlib import Path
@@ -23,17 +29,18 @@ from facelearn import cli_types
 from facelearn.cli import subparser
 from facelearn.errors import DataError
 
-#: What each exported graph reads, stored in the file's metadata (``input``).
+#: What each exported graph reads, stored in the file's metadata (``input``; ``preprocess`` gives the numbers).
 INPUTS = {
-    "detection": "image (N, 3, H, W) float RGB in [0, 1], any H and W",
+    "detection": "image (N, 3, H, W) float, any H and W, after the metadata's preprocess",
     "recognition": "aligned crops (N, 3, S, S) float RGB, (x/255 - 0.5)/0.5",
-    "landmarks": "face crops (N, 3, 112, 112) float RGB in [0, 1]",
+    "landmarks": "face crops (N, 3, 112, 112) float, after the metadata's preprocess",
     "mesh": "shape and texture codes (N, code_dim) float",
 }
 
 
 def load_for_export(path: str | os.PathLike) -> tuple[str, nn.Module, torch.Tensor]:
-    """(task, network in eval mode, example input) for the checkpoint at ``path``."""
+    """(task, network in eval mode, example input — preprocessed as the network reads it) for the checkpoint at
+    ``path``."""
     from facelearn.pipeline import checkpoint_task, load_model
     from facelearn.detection.mesh.decoder import load_decoder
 
@@ -44,7 +51,7 @@ def load_for_export(path: str | os.PathLike) -> tuple[str, nn.Module, torch.Tens
         decoder = load_decoder(path)
         return task, decoder, torch.zeros(1, decoder.config.code_dim)
     model, size = load_model(task, path)
-    return task, model, example_input(size)
+    return task, model, network_input(model, example_input(size))
 
 
 def _output_names(task: str, model: nn.Module, example: torch.Tensor) -> list[str]:
@@ -84,7 +91,10 @@ def export_onnx(model: nn.Module, task: str, example: torch.Tensor, path: str | 
     graph = onnx.load(str(path))
     from facelearn import __version__
 
-    for key, value in {"task": task, "input": INPUTS[task], "facelearn": __version__, "source": source}.items():
+    record = getattr(getattr(model, "config", None), "input", None)
+    preprocess = json.dumps(dataclasses.asdict(record)) if record is not None else ""
+    for key, value in {"task": task, "input": INPUTS[task], "preprocess": preprocess, "facelearn": __version__,
+                       "source": source}.items():
         graph.metadata_props.add(key=key, value=value)
     onnx.save(graph, str(path))
     return path
@@ -105,7 +115,7 @@ class OnnxRuntimeModel(nn.Module):
     """A network whose forward pass ONNX Runtime runs from its exported graph: the same input and outputs (a dict
     for a detector, (landmarks, features) for PFLD, a tensor otherwise) as the PyTorch ``model`` it stands in
     for, so ``detect``, ``embed`` and ``landmarks_in_boxes`` take it unchanged. What lies outside the graph (the
-    detector's anchors, the config) is the PyTorch model's."""
+    preprocessing, the detector's anchors, the config) is the PyTorch model's."""
 
     def __init__(self, model: nn.Module, path: str | os.PathLike) -> None:
         super().__init__()
@@ -125,6 +135,10 @@ class OnnxRuntimeModel(nn.Module):
             return outputs[0]
         return dict(zip(self.names, outputs)) if "cls" in self.names else tuple(outputs)
 
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """The PyTorch model's preprocessing (outside the graph, as the graph's ``preprocess`` metadata says)."""
+        return self.eager.preprocess(images)
+
     def anchors(self, *args, **kwargs) -> torch.Tensor:
         """The detector's anchors (computed outside the graph, as for the PyTorch model)."""
         return self.eager.anchors(*args, **kwargs)
@@ -135,8 +149,15 @@ class OnnxRuntimeModel(nn.Module):
 
 
 def example_input(size: int | None) -> torch.Tensor:
-    """A fixed random (1, 3, S, S) input for a network of square ``size`` crops, or (1, 3, 256, 320) for a detector."""
+    """A fixed random (1, 3, S, S) image in [0, 1] for a network of square ``size`` crops, or (1, 3, 256, 320)
+    for a detector."""
     return torch.rand(1, 3, size or 256, size or 320, generator=torch.Generator().manual_seed(0))
+
+
+def network_input(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """images (N, 3, H, W) RGB in [0, 1] → what ``model``'s forward reads: its ``preprocess`` where it has one
+    (detectors, PFLD), else the recognition input (x − 0.5) / 0.5."""
+    return model.preprocess(images) if hasattr(model, "preprocess") else (images - 0.5) / 0.5
 
 
 def with_runtime(model: nn.Module, task: str, size: int | None, runtime: str) -> nn.Module:
@@ -149,7 +170,8 @@ def with_runtime(model: nn.Module, task: str, size: int | None, runtime: str) ->
     if runtime != "onnxruntime":
         raise ValueError(f"unknown runtime {runtime!r}; one of torch, onnxruntime")
     with tempfile.TemporaryDirectory() as folder:
-        return OnnxRuntimeModel(model, export_onnx(model, task, example_input(size), Path(folder) / f"{task}.onnx"))
+        example = network_input(model, example_input(size))
+        return OnnxRuntimeModel(model, export_onnx(model, task, example, Path(folder) / f"{task}.onnx"))
 
 
 def largest_difference(model: nn.Module, path: str | os.PathLike, x: torch.Tensor) -> float:
@@ -165,7 +187,8 @@ def _cmd_onnx(args: argparse.Namespace) -> int:
     path = export_onnx(model, task, example, args.out, opset=args.opset, source=Path(args.checkpoint).name)
     message = f"wrote {path} ({task}, {path.stat().st_size / 1e6:.2f} MB; input: {INPUTS[task]})"
     if args.check:
-        x = example if task != "detection" else torch.rand(1, 3, 200, 296, generator=torch.Generator().manual_seed(1))
+        x = example if task != "detection" else \
+            network_input(model, torch.rand(1, 3, 200, 296, generator=torch.Generator().manual_seed(1)))
         message += f"; ONNX Runtime vs PyTorch: max difference {largest_difference(model, path, x):.2e}"
     print(message)
     return 0

@@ -108,7 +108,7 @@ def landmarks_in_boxes(model: nn.Module, image: np.ndarray, boxes: np.ndarray | 
         return np.zeros((0, model.config.n_points, 2))
     matrices = np.stack([crop_matrix(b, config.size, config.margin) for b in boxes])
     crops = np.stack([cv2.warpAffine(image, m, (config.size, config.size), flags=cv2.INTER_LINEAR) for m in matrices])
-    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255).to(next(model.parameters()).device)
+    x = model.preprocess(torch.from_numpy(crops).permute(0, 3, 1, 2).to(next(model.parameters()).device))
     was_training = model.training
     pred, _ = model.eval()(x)
     model.train(was_training)

@@ -21,7 +21,7 @@ from torch import nn
 
 from facelearn.errors import DataError
 from facelearn.models import PRESETS, preset
-from facelearn.weights import FORWARD_INPUT, IMAGENET, Preprocess, Weights
+from facelearn.weights import IMAGENET, TASK_PREPROCESS, Preprocess, Weights
 
 #: The checkpoints shipped inside the package (``make checkpoints`` regenerates them):
 #: (registry name, model, file relative to ``facelearn/``, recipe). Metrics are read from the files.
@@ -130,7 +130,7 @@ def metadata(model: nn.Module, name: str, *, prefix: str = "") -> dict[str, Any]
 
     task = preset(name).task
     cfg = getattr(model, "config", None)
-    pre = getattr(cfg, "input", None) or FORWARD_INPUT.get(task, Preprocess())
+    pre = getattr(cfg, "input", None) or TASK_PREPROCESS.get(task, Preprocess())
     if pre.size is not None:  # crops: the size this preset reads (64 × 64 for the loss chapters' CNN)
         pre = dataclasses.replace(pre, size=tuple(preset(name).input_size[1:]))
     return {"version": facelearn.__version__, "task": task, "model": name,

@@ -4,13 +4,15 @@ does (book: "How to run it", and the "released model" section of each model chap
 A :class:`Preprocess` says how images become the input a set of weights was trained on: the channel order,
 the divisor applied to the 0–255 pixels, the mean and standard deviation, the input size. It is data, so
 weights trained with another convention (the reference implementations' releases: BGR minus a mean,
-unscaled) are described, stored in checkpoints and applied exactly, never guessed.
+unscaled) are described, stored in checkpoints and applied exactly, never guessed. It is the one place where
+images become a network's input: the data sets of every task yield RGB in [0, 1] (or uint8 pixels), each
+model's ``preprocess`` applies the record it carries, and ``forward`` reads the result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +41,32 @@ class Preprocess:
         if len(self.mean) != 3 or len(self.std) != 3 or self.divisor <= 0 or min(self.std) <= 0:
             raise ValueError(f"bad preprocessing {self}: three means, three positive stds, a positive divisor")
 
-    def __call__(self, images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
-        """images: uint8 RGB, (N, H, W, 3) or a list of H×W×3 of one size → (N, 3, H, W) float32 input."""
-        arr = np.stack([np.asarray(i) for i in images]) if isinstance(images, (list, tuple)) else np.asarray(images)
-        if arr.ndim == 3:
-            arr = arr[None]
-        if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
-            raise ValueError(f"expected uint8 RGB images (N, H, W, 3), got {arr.dtype} {arr.shape}")
-        if self.size is not None and tuple(arr.shape[1:3]) != tuple(self.size):
+    def __call__(self, images: np.ndarray | Sequence[np.ndarray] | torch.Tensor) -> torch.Tensor:
+        """images → the (N, 3, H, W) float32 network input these weights read.
+
+        images: uint8 RGB pixels as read, (N, H, W, 3) or H×W×3 arrays (a list of one size); or a tensor
+        (N, 3, H, W) / (3, H, W) as the data sets yield it, uint8 pixels or float RGB in [0, 1] (pixels / 255:
+        :meth:`from_unit`, the same numbers as the pixels give). The tensor stays on its device.
+        """
+        if isinstance(images, torch.Tensor):
+            x = images[None] if images.dim() == 3 else images
+            if x.dim() != 4 or x.shape[1] != 3 or not (x.dtype == torch.uint8 or x.is_floating_point()):
+                raise ValueError(f"expected (N, 3, H, W) uint8 or float RGB images, got {x.dtype} {tuple(x.shape)}")
+        else:
+            arr = np.stack([np.asarray(i) for i in images]) if isinstance(images, (list, tuple)) \
+                else np.asarray(images)
+            if arr.ndim == 3:
+                arr = arr[None]
+            if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+                raise ValueError(f"expected uint8 RGB images (N, H, W, 3), got {arr.dtype} {arr.shape}")
+            x = torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)))
+        if self.size is not None and tuple(x.shape[-2:]) != tuple(self.size):
             raise ValueError(f"these weights read {self.size[0]}×{self.size[1]} images, "
-                             f"got {arr.shape[1]}×{arr.shape[2]}")
-        x = torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2))).float()
-        return self._normalise(self._order(x) / self.divisor if self.divisor != 1 else self._order(x))
+                             f"got {x.shape[-2]}×{x.shape[-1]}")
+        if x.is_floating_point():
+            return self.from_unit(x)
+        x = self._order(x.float())
+        return self._normalise(x / self.divisor if self.divisor != 1 else x)
 
     def from_unit(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, 3, H, W) RGB in [0, 1] (pixels / 255) → the same input as :meth:`__call__` on the pixels.
@@ -76,18 +92,17 @@ class Preprocess:
 
 #: facelearn's detectors: RGB, ImageNet mean and standard deviation (torchvision's convention).
 IMAGENET = Preprocess("RGB", 255.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-#: What detection and landmark models take in ``forward``: RGB in [0, 1]; they apply their weights' own
-#: :class:`Preprocess` themselves (:meth:`Preprocess.from_unit`).
+#: facelearn's PFLD: RGB in [0, 1], the crops as the landmark data set yields them.
 UNIT = Preprocess("RGB", 255.0)
-#: facelearn's and insightface's recognition input, 112 × 112 RGB in [−1, 1]; recognition backbones take it as is.
+#: facelearn's and insightface's recognition input, 112 × 112 RGB in [−1, 1].
 SIGNED = Preprocess("RGB", 255.0, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (112, 112))
 #: biubug6/Pytorch_Retinaface: BGR pixels minus (104, 117, 123), unscaled.
 BGR_MEAN_SUBTRACTED = Preprocess("BGR", 1.0, (104.0, 117.0, 123.0))
 #: PFLD-pytorch: BGR 112 × 112 crops in [0, 1] (``transforms.ToTensor()``).
 BGR_UNIT_112 = Preprocess("BGR", 255.0, size=(112, 112))
 
-#: What each task's models read in ``forward`` (what :meth:`Weights.transforms` produces).
-FORWARD_INPUT = {"detection": UNIT, "landmarks": UNIT, "recognition": SIGNED}
+#: The preprocessing of facelearn's own models of each task, for a model that carries no record of its own.
+TASK_PREPROCESS = {"detection": IMAGENET, "landmarks": UNIT, "recognition": SIGNED}
 
 
 @dataclass(frozen=True)
@@ -120,8 +135,8 @@ class Weights:
         return Path(__file__).resolve().parent / self.file if self.file else None
 
     def transforms(self) -> Preprocess:
-        """uint8 RGB images → what the model built with these weights reads in ``forward``, at the crop size
-        the weights were trained on (64 × 64 for the loss chapters' CNN, 112 × 112 for the releases)."""
-        forward = FORWARD_INPUT[self.task]
-        return forward if forward.size is None else replace(forward, size=self.preprocess.size or forward.size)
+        """uint8 RGB images → what the model built with these weights reads in ``forward``: their
+        :attr:`preprocess`, at the crop size they were trained on (64 × 64 for the loss chapters' CNN, 112 × 112
+        for the releases); the same as ``model.preprocess``."""
+        return self.preprocess
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings, strategies as st
 
 from facelearn.data.transforms import (
@@ -179,8 +180,11 @@ def test_pad_resize_letterbox_and_tensor():
     assert scale == 0.5 and out.boxes.tolist() == [[5, 10, 15, 20]] and out.landmarks[0, 0].tolist() == [10, 10]
     out = resize(Sample(image, boxes, lms, np.array([False])), 200)
     assert out.boxes.tolist() == [[20, 80, 60, 160]] and out.image.shape == (200, 200, 3)
-    t = to_tensor(image)
-    assert t.shape == (3, 50, 100) and t.dtype.is_floating_point and float(t[0, 0, 0]) == 7 - BGR_MEAN[0]
+    image[..., 2] = 200  # red, in BGR order
+    t = to_tensor(image)  # RGB in [0, 1]
+    assert t.shape == (3, 50, 100) and t.dtype == torch.float32
+    assert float(t[0, 0, 0]) == np.float32(200) / np.float32(255)
+    assert float(t[2, 0, 0]) == np.float32(7) / np.float32(255)
 
 
 def test_presets():

@@ -55,10 +55,12 @@ def test_training_items(tmp_path):
     for i in range(len(ds)):
         image, target = ds[i]
         assert image.shape == (3, 64, 64) and image.dtype == torch.float32
+        assert image.min() >= 0 and image.max() <= 1  # RGB in [0, 1]: the data contract of every task
+        assert torch.equal(image * 255, (image * 255).round())  # pixels / 255, nothing else
         boxes, lms, mask = target["boxes"], target["landmarks"], target["landmark_mask"]
         assert boxes.ndim == 2 and len(boxes) >= 1 and lms.shape == (len(boxes), 5, 2) and mask.dtype == torch.bool
-        assert (boxes >= 0).all() and (boxes <= 1).all() and (boxes[:, 2:] > boxes[:, :2]).all()
-        assert (lms[~mask] == -1).all() and (lms[mask] >= 0).all() and (lms[mask] <= 1).all()
+        assert (boxes >= 0).all() and (boxes <= 64).all() and (boxes[:, 2:] > boxes[:, :2]).all()  # pixels
+        assert (lms[~mask] == -1).all() and (lms[mask] >= 0).all() and (lms[mask] <= 64).all()
         assert mask.all() == (i != 1)  # image "two" has no landmarks
     first = ds[0]
     assert torch.equal(first[0], ds[0][0])  # a fixed seed fixes each index's augmentation
@@ -79,9 +81,9 @@ def test_boxes_cover_the_face_pixels(tmp_path):
     for i in range(len(ds)):
         for _ in range(3):
             image, target = ds[i]
-            green = (image[1] + BGR_MEAN[1] > 128) & (image[2] + BGR_MEAN[2] < 128)
+            green = (image[1] > 0.5) & (image[0] < 0.5)  # RGB: green high, red low
             covered = torch.zeros_like(green)
-            for x1, y1, x2, y2 in (target["boxes"] * 96).tolist():
+            for x1, y1, x2, y2 in target["boxes"].tolist():
                 covered[int(np.ceil(y1)):int(y2), int(np.ceil(x1)):int(x2)] = True
             assert (green & ~covered).sum() <= 0.1 * green.sum() + 8  # face pixels lie in the boxes
 
@@ -91,9 +93,10 @@ def test_eval_items_letterbox(tmp_path):
     assert len(ds) == 4 and ds.skipped_empty == 0  # evaluation keeps images without faces
     image, target = ds[1]  # 200 x 100 image: scale 0.5, padded at the bottom
     assert image.shape == (3, 100, 100) and float(target["scale"]) == 0.5 and target["name"] == "0--A/two.jpg"
-    original = target["boxes"] * 100 / target["scale"]
+    original = target["boxes"] / target["scale"]
     assert torch.allclose(original, torch.tensor([[10.0, 10, 40, 40], [120, 40, 170, 90]]), atol=1e-4)
-    assert float(image[0, 90, 50]) == 0.0  # padding is the mean colour
+    pad = [round(255 * float(v)) for v in image[:, 90, 50]]  # padding is the mean colour, as RGB
+    assert pad == [round(v) for v in BGR_MEAN[::-1]]
     assert len(ds[3][1]["boxes"]) == 0
 
 

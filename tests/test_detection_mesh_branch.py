@@ -48,7 +48,7 @@ def test_default_loss_ignores_images_bit_for_bit():
     torch.manual_seed(0)
     model = retinaface.mobilenet025_common()
     images, boxes, landmarks, has = _scene_batch()
-    outputs = model(images)
+    outputs = model(model.preprocess(images))
     anchors = model.anchors(images.shape[-2:])
     crit = MultiTaskLoss()
     a, logs_a = crit(outputs, anchors, boxes, landmarks, has)
@@ -61,14 +61,15 @@ def test_pixel_loss_is_finite_and_trains_the_head_not_the_decoder(branch):
     model = retinaface.build("retinaface-mobilenet0.25-dense")
     images, boxes, landmarks, has = _scene_batch()
     crit = MultiTaskLoss(LossConfig(dense_weight=0.01), dense_branch=branch)
-    loss, logs = crit(model(images), model.anchors(images.shape[-2:]), boxes, landmarks, has, images=images)
+    loss, logs = crit(model(model.preprocess(images)), model.anchors(images.shape[-2:]), boxes, landmarks, has,
+                      images=images)
     assert torch.isfinite(loss) and logs["dense"] > 0 and logs["rendered"] > 0
     loss.backward()
     head_grad = sum(float(c.weight.grad.abs().sum()) for c in model.heads["dense"].convs)
     assert head_grad > 0
     assert all(p.grad is None and not p.requires_grad for p in branch.decoder.parameters())
     with pytest.raises(ValueError, match="needs the images"):
-        crit(model(images), model.anchors(images.shape[-2:]), boxes, landmarks, has)
+        crit(model(model.preprocess(images)), model.anchors(images.shape[-2:]), boxes, landmarks, has)
 
 
 def test_pixel_loss_under_autocast(branch):
@@ -76,7 +77,8 @@ def test_pixel_loss_under_autocast(branch):
     images, boxes, landmarks, has = _scene_batch(1)
     crit = MultiTaskLoss(LossConfig(dense_weight=0.01), dense_branch=branch)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, logs = crit(model(images), model.anchors(images.shape[-2:]), boxes, landmarks, has, images=images)
+        loss, logs = crit(model(model.preprocess(images)), model.anchors(images.shape[-2:]), boxes, landmarks, has,
+                          images=images)
     assert torch.isfinite(loss) and np.isfinite(logs["dense"])
 
 
@@ -103,14 +105,12 @@ def test_make_loss_fn_passes_images_to_the_branch(branch, monkeypatch):
         return original(self, *args, images=images, **kw)
 
     monkeypatch.setattr(loss_module.MultiTaskLoss, "__call__", spy)
-    from facelearn.data.transforms import BGR_MEAN
-
     model = retinaface.build("retinaface-mobilenet0.25")
-    bgr = torch.rand(1, 3, 64, 64) * 255 - torch.tensor(BGR_MEAN).view(1, 3, 1, 1)
-    target = {"boxes": torch.tensor([[0.2, 0.2, 0.6, 0.7]]), "landmarks": torch.zeros(1, 5, 2),
+    rgb = torch.rand(1, 3, 64, 64)
+    target = {"boxes": torch.tensor([[12.8, 12.8, 38.4, 44.8]]), "landmarks": torch.full((1, 5, 2), -1.0),
               "landmark_mask": torch.tensor([False])}
-    make_loss_fn()(model, (bgr, [target]))
-    assert seen["images"].shape == (1, 3, 64, 64)
+    make_loss_fn()(model, (rgb, [target]))
+    assert seen["images"] is rgb  # the branch renders against the [0, 1] RGB images, not the network input
 
 
 @pytest.mark.skipif(not SHIPPED_DECODER.is_file(), reason="shipped decoder not built (make checkpoints)")

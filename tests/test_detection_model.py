@@ -236,6 +236,9 @@ class _OneFace(torch.nn.Module):
     def anchors(self, size, device=None):
         return generate_anchors(anchor_config("common"), size)
 
+    def preprocess(self, images):
+        return images  # it reads the [0, 1] images as they are
+
     def forward(self, x):
         h, w = x.shape[-2:]
         self.sizes.append((h, w))
@@ -363,3 +366,22 @@ def test_coverage_p2_reaches_small_faces():
     common = coverage(anchor_config("common"), [16.0], (128, 128), samples=50)
     assert paper["matchable"][0] == 1.0 and paper["matchable"][1] == 0.0  # 10 px < 16 px anchor: IoU ≤ 0.39
     assert common["matchable"][0] < 1.0  # stride 8 leaves 16-px faces off-centre
+
+
+def test_the_benchmarks_former_in_forward_normalisation_is_preprocess_then_forward_bit_for_bit():
+    """benchmarks/retinaface_speed.py times the former forward (ImageNet normalisation inside) against the
+    library's (preprocessed input): both compute the same numbers."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "retinaface_speed", Path(__file__).resolve().parents[1] / "benchmarks" / "retinaface_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    torch.manual_seed(0)
+    model = retinaface.build("retinaface-mobilenet0.25").eval()
+    images = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        former, library = bench.forward_normalising_inside(model, images), model(model.preprocess(images))
+        assert all(torch.equal(former[k], library[k]) for k in former)
+        assert not torch.equal(model(images)["cls"], library["cls"])  # forward itself normalises nothing

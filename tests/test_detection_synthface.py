@@ -29,7 +29,7 @@ def test_dataset_reads_the_export(export):
     assert images.shape == (len(ds), 3, 96, 96) and torch_finite(images)
     assert sum(len(t["boxes"]) for t in targets) > 0
     for t in targets:
-        assert (t["boxes"] >= 0).all() and (t["boxes"] <= 1).all()
+        assert (t["boxes"] >= 0).all() and (t["boxes"] <= 96).all()  # pixels of the 96 × 96 crop
     val = WiderFaceDetection(export, "val", train=False, size=96)
     masks = [val[i][1]["landmark_mask"] for i in range(len(val))]
     assert any(m.any() for m in masks)  # faces of 10 px or more carry landmarks
@@ -49,12 +49,12 @@ def test_val_labels_agree_with_the_official_ground_truth(export):
 
 
 def test_ground_truth_through_the_eval_dataset_scores_ap_one(export, tmp_path):
-    """Val boxes → Dataset (letterbox, normalised) → back to pixels → prediction files → AP 1.0."""
+    """Val boxes → Dataset (letterbox) → back to the original pixels → prediction files → AP 1.0."""
     ds = WiderFaceDetection(export, "val", train=False, size=96)
     rng = np.random.default_rng(0)
     for i in range(len(ds)):
         _, target = ds[i]
-        pixels = (target["boxes"] * 96 / target["scale"]).numpy()
+        pixels = (target["boxes"] / target["scale"]).numpy()
         xywh = np.c_[pixels[:, :2], pixels[:, 2:] - pixels[:, :2]]
         event, name = target["name"][:-4].split("/")
         write_prediction_file(tmp_path / event / f"{name}.txt", target["name"], xywh, rng.random(len(xywh)))

@@ -3,15 +3,16 @@
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
 import facelearn
-from facelearn.data.transforms import to_tensor
+from facelearn.data.transforms import DetectionAugment
 from facelearn.detection import retinaface
-from facelearn.detection.training import (SHIPPED, dataset_batch_to_model, evaluate_model, export_weights,
-                                          find_checkpoint, load_detector, train_config)
+from facelearn.detection.dataset import WiderFaceDetection, collate
+from facelearn.detection.loss import MultiTaskLoss
+from facelearn.detection.training import (SHIPPED, evaluate_model, export_weights, find_checkpoint, load_detector,
+                                          make_loss_fn, train_config)
 from facelearn.errors import DataError
 
 #: the quality floor of the issue for the quick recipe: AP easy / medium / hard on the SynthFace val export
@@ -42,15 +43,20 @@ def tiny_wider(tmp_path_factory):
     return root
 
 
-def test_batch_conversion_to_model_convention():
-    rgb = (np.random.default_rng(0).random((8, 10, 3)) * 255).round().astype(np.uint8)
-    bgr_minus_mean = to_tensor(np.ascontiguousarray(rgb[:, :, ::-1]))[None]
-    target = {"boxes": torch.tensor([[0.1, 0.2, 0.5, 0.6]]), "landmarks": torch.full((1, 5, 2), 0.5),
-              "landmark_mask": torch.tensor([True])}
-    images, targets = dataset_batch_to_model(bgr_minus_mean, [target])
-    assert torch.allclose(images[0], torch.from_numpy(rgb).permute(2, 0, 1).float() / 255, atol=1e-6)
-    assert torch.allclose(targets[0]["boxes"], torch.tensor([[1.0, 1.6, 5.0, 4.8]]))  # x by W = 10, y by H = 8
-    assert torch.allclose(targets[0]["landmarks"][0, 0], torch.tensor([5.0, 4.0]))
+def test_the_loss_reads_the_datasets_rgb_and_pixels_through_preprocess(tiny_wider):
+    """One data contract: the batch as the data set yields it (RGB in [0, 1], targets in pixels) goes to the
+    loss unchanged; the model's preprocess alone makes the network's input."""
+    ds = WiderFaceDetection(tiny_wider, "train", augment=DetectionAugment(size=64), seed=0)
+    images, targets = collate([ds[i] for i in range(len(ds))])
+    torch.manual_seed(0)
+    model = retinaface.build("retinaface-mobilenet0.25")
+    loss, logs = make_loss_fn()(model, (images, targets))
+    mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
+    std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+    direct, _ = MultiTaskLoss()(model((images - mean) / std), model.anchors((64, 64)), [t["boxes"] for t in targets],
+                                [t["landmarks"] for t in targets], [t["landmark_mask"] for t in targets])
+    assert torch.equal(loss, direct) and torch.isfinite(loss)
+    assert max(float(t["boxes"].max()) for t in targets) > 1  # pixels of the 64 × 64 crops, not fractions
 
 
 def test_export_and_load_round_trip(tmp_path):

@@ -76,11 +76,11 @@ def _detection():
     g = torch.Generator().manual_seed(0)
     items = []
     for _ in range(16):
-        xy = torch.rand(2, 2, generator=g) * 0.5
-        boxes = torch.cat([xy, xy + 0.2 + 0.2 * torch.rand(2, 2, generator=g)], 1)
-        marks = boxes[:, None, :2] + 0.2 * torch.rand(2, 5, 2, generator=g)
-        items.append((torch.randn(3, 64, 64, generator=g) * 50, {"boxes": boxes, "landmarks": marks,
-                                                                "landmark_mask": torch.ones(2)}))
+        xy = torch.rand(2, 2, generator=g) * 32  # the data sets' contract: RGB in [0, 1], targets in pixels
+        boxes = torch.cat([xy, xy + 12.8 + 12.8 * torch.rand(2, 2, generator=g)], 1)
+        marks = boxes[:, None, :2] + 12.8 * torch.rand(2, 5, 2, generator=g)
+        items.append((torch.rand(3, 64, 64, generator=g), {"boxes": boxes, "landmarks": marks,
+                                                           "landmark_mask": torch.ones(2, dtype=torch.bool)}))
     return build(), items, collate, make_loss_fn()  # the default preset: MobileNet-0.25, 3 levels
 
 

@@ -1,5 +1,6 @@
 """ONNX export of every task's network, checked against PyTorch with ONNX Runtime."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,8 @@ def test_export_matches_pytorch_within_1e_4(task, tmp_path):
     assert found == task
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert meta["task"] == task and meta["input"]
+    if task in ("detection", "landmarks"):  # the preprocessing outside the graph, as data
+        assert json.loads(meta["preprocess"])["mean"] == list(model.config.input.mean)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(3, *example.shape[1:], generator=g) if task == "mesh" else torch.rand(3, *example.shape[1:], generator=g)
     assert largest_difference(model, path, x) < 1e-4  # a batch of 3 through a graph traced on 1
@@ -78,6 +81,9 @@ def test_a_released_detector_exports_like_our_own(tmp_path):
     task, model, example = load_for_export(release)
     path = export_onnx(model, task, example, tmp_path / "biubug6.onnx")
     assert task == "detection"
-    # the graph reads RGB in [0, 1] like every facelearn detector: the release's BGR − mean is inside it
-    x = torch.rand(1, 3, 120, 200, generator=torch.Generator().manual_seed(3))
+    # the graph reads what the release's weights read (BGR − mean), named in its metadata; preprocess gives it
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(meta["preprocess"]) == {"channels": "BGR", "divisor": 1.0, "mean": [104.0, 117.0, 123.0],
+                                              "std": [1.0, 1.0, 1.0], "size": None}
+    x = model.preprocess(torch.rand(1, 3, 120, 200, generator=torch.Generator().manual_seed(3)))
     assert largest_difference(model, path, x) < 1e-4

@@ -55,8 +55,10 @@ def test_shipped_weights_are_registry_entries(name):
     assert w.path().is_file() and w.metrics, w
     model = facelearn.get_model(w.model, weights=name)
     assert not model.training
-    forward = {"detection": UNIT, "landmarks": UNIT, "recognition": SIGNED}[w.task]
-    assert w.transforms() == (forward if forward.size is None else replace(forward, size=w.preprocess.size))
+    own = {"detection": IMAGENET, "landmarks": UNIT, "recognition": SIGNED}[w.task]
+    assert w.transforms() == w.preprocess == (own if own.size is None else replace(own, size=w.preprocess.size))
+    if hasattr(model, "preprocess"):
+        assert model.preprocess.__self__.config.input == w.preprocess  # the model carries the same record
     size = w.preprocess.size or ((96, 128) if w.task == "detection" else facelearn.models.preset(w.model).input_size[1:])
     images = np.random.default_rng(0).integers(0, 256, (2, *size, 3), dtype=np.uint8)
     with torch.no_grad():
@@ -66,7 +68,8 @@ def test_shipped_weights_are_registry_entries(name):
 
 
 def test_shipped_detector_reads_imagenet_normalised_rgb_bit_for_bit():
-    """The input convention became data; the shipped detector computes exactly what it computed before."""
+    """The input convention is data, applied by ``preprocess`` outside ``forward`` (which normalises nothing
+    more); the shipped detector computes exactly what it computed before."""
     model = facelearn.get_model("retinaface-mobilenet0.25", weights="retinaface-mobilenet0.25.quick")
     x = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(1))
     mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
@@ -75,8 +78,11 @@ def test_shipped_detector_reads_imagenet_normalised_rgb_bit_for_bit():
         c = model.body((x - mean) / std)
         feats = [m(p) for m, p in zip(model.ssh, model.fpn([c[k] for k in model.levels]))]
         by_hand = {task: head(feats) for task, head in model.heads.items()}
-        out = model(x)
+        out = model(model.preprocess(x))
+        pixels = model(model.preprocess((x * 255).round().to(torch.uint8)))
+        unit = model(model.preprocess((x * 255).round() / 255))
     assert all(torch.equal(out[k], by_hand[k]) for k in out)
+    assert all(torch.equal(pixels[k], unit[k]) for k in out)  # uint8 pixels and [0, 1] give the same input
 
 
 def test_preprocess_call_and_from_unit_agree_exactly():
@@ -87,8 +93,16 @@ def test_preprocess_call_and_from_unit_agree_exactly():
     bgr = torch.from_numpy(images[..., ::-1].copy()).permute(0, 3, 1, 2).float()
     assert torch.equal(BGR_MEAN_SUBTRACTED(images), bgr - torch.tensor([104.0, 117.0, 123.0]).view(1, 3, 1, 1))
     assert torch.equal(Preprocess("RGB", 255.0, (0.5,) * 3, (0.5,) * 3)(list(images)), unit.sub(0.5).div(0.5))
+    tensor = torch.from_numpy(images).permute(0, 3, 1, 2)
+    for pre in (IMAGENET, UNIT, BGR_MEAN_SUBTRACTED, BGR_UNIT_112.__class__("BGR", 255.0)):
+        assert torch.equal(pre(tensor), pre(images)) and torch.equal(pre(tensor.float() / 255), pre(images)), pre
+        assert torch.equal(pre(tensor[0]), pre(images[:1]))  # one (3, H, W) image
     with pytest.raises(ValueError, match="112×112"):
         BGR_UNIT_112(images)
+    with pytest.raises(ValueError, match="112×112"):
+        BGR_UNIT_112(tensor)
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\) uint8 or float"):
+        IMAGENET(tensor.long())
     with pytest.raises(ValueError, match="uint8 RGB"):
         IMAGENET(images.astype(np.float32))
     with pytest.raises(ValueError, match="channels"):

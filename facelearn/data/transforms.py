@@ -4,7 +4,8 @@
 The recipe of the common RetinaFace implementation: a random square crop of 0.3, 0.45, 0.6, 0.8 or 1.0 of
 the short side that keeps the faces whose centre stays inside, photometric distortion (brightness,
 contrast, saturation, hue), a horizontal mirror that swaps the landmark points 0↔1 and 3↔4, and a resize
-to the training size; then the mean is subtracted.
+to the training size; :func:`to_tensor` then gives the data sets' images, RGB in [0, 1] (the model's
+``preprocess`` turns them into its input).
 
 Conventions: images are ``(H, W, 3) uint8`` in OpenCV's BGR order; coordinates are continuous pixels (pixel
 ``(i, j)`` covers ``[j, j+1) × [i, i+1)``), so a mirror maps ``x ↦ W − x`` and a resize by ``s`` maps
@@ -26,7 +27,8 @@ import torch
 FIVE_POINT_FLIP = (1, 0, 2, 4, 3)
 #: Crop sides as fractions of the image's short side (the common implementation's ``PRE_SCALES``).
 CROP_SCALES = (0.3, 0.45, 0.6, 0.8, 1.0)
-#: Per-channel mean subtracted before the network, BGR (the common implementation's ``rgb_mean``).
+#: The common implementation's per-channel mean, BGR (its ``rgb_mean``): the colour padding is filled with
+#: (its networks subtract it, :data:`facelearn.weights.BGR_MEAN_SUBTRACTED`, so padding reads as zero).
 BGR_MEAN = (104.0, 117.0, 123.0)
 _INTERPOLATIONS = (cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_AREA, cv2.INTER_NEAREST, cv2.INTER_LANCZOS4)
 
@@ -161,11 +163,10 @@ def resize(sample: Sample, size: int, interpolation: int = cv2.INTER_LINEAR) -> 
     return Sample(cv2.resize(image, (size, size), interpolation=interpolation), boxes, landmarks, mask)
 
 
-def to_tensor(image: np.ndarray, mean: Sequence[float] = BGR_MEAN) -> torch.Tensor:
-    """(H, W, 3) uint8 BGR → (3, H, W) float32 tensor with ``mean`` subtracted (no scaling, as the common
-    implementation). Use the same function before a detector at test time."""
-    array = image.astype(np.float32) - np.asarray(mean, dtype=np.float32)
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 BGR → (3, H, W) float32 RGB in [0, 1] (pixels / 255): the data contract of every task's
+    data set; a model's ``preprocess`` makes its input from it."""
+    return torch.from_numpy(np.ascontiguousarray(image[..., ::-1].transpose(2, 0, 1))).float() / 255.0
 
 
 @dataclass(frozen=True)
@@ -174,8 +175,8 @@ class DetectionAugment:
 
     size: the square training size; scales, max_tries, min_face: :func:`random_square_crop`; distort:
     photometric distortion on/off; mirror: probability of a mirror; random_interpolation: pick one of five
-    OpenCV interpolations per sample (as the common implementation) instead of bilinear; mean: the pad
-    colour and the mean :func:`to_tensor` subtracts.
+    OpenCV interpolations per sample (as the common implementation) instead of bilinear; fill: the pad
+    colour, BGR.
     """
 
     size: int = 640
@@ -185,7 +186,7 @@ class DetectionAugment:
     distort: bool = True
     mirror: float = 0.5
     random_interpolation: bool = True
-    mean: tuple[float, float, float] = BGR_MEAN
+    fill: tuple[float, float, float] = BGR_MEAN
 
     @classmethod
     def preset(cls, name: str) -> "DetectionAugment":
@@ -201,7 +202,7 @@ class DetectionAugment:
                                          out_size=self.size, min_face=self.min_face)
         image = photometric_distort(sample.image, rng) if self.distort else sample.image
         if roi is None:
-            image = pad_to_square(image, self.mean)
+            image = pad_to_square(image, self.fill)
         sample = sample._replace(image=image)
         if rng.random() < self.mirror:
             sample = hflip(sample)
@@ -210,8 +211,8 @@ class DetectionAugment:
         return resize(sample, self.size, method)
 
 
-def letterbox(sample: Sample, size: int, mean: Sequence[float] = BGR_MEAN) -> tuple[Sample, float]:
-    """Evaluation preprocessing: pad to a square (right/bottom) and resize to ``size``, keeping the aspect
-    ratio. Returns the sample and the scale ``size / long side`` (divide outputs by it for the original)."""
-    padded = sample._replace(image=pad_to_square(sample.image, mean))
+def letterbox(sample: Sample, size: int, fill: Sequence[float] = BGR_MEAN) -> tuple[Sample, float]:
+    """Evaluation resizing: pad to a square (right/bottom, with ``fill``) and resize to ``size``, keeping the
+    aspect ratio. Returns the sample and the scale ``size / long side`` (divide outputs by it for the original)."""
+    padded = sample._replace(image=pad_to_square(sample.image, fill))
     return resize(padded, size), size / padded.image.shape[0]

@@ -47,10 +47,11 @@ class WiderFaceDetection(Dataset):
     Faces with a non-positive width or height are dropped (counted in ``dropped_faces``): they have no
     centre to crop around and no box to regress.
 
-    Item: ``(image (3, S, S) float32 BGR minus mean, target)`` with ``target["boxes"]`` (N, 4) x1 y1 x2 y2
-    and ``target["landmarks"]`` (N, 5, 2) divided by S (in [0, 1]; landmarks −1 where absent),
+    Item: ``(image (3, S, S) float32 RGB in [0, 1], target)`` — the data contract of every task's data set;
+    ``model.preprocess`` makes the network's input from it — with ``target["boxes"]`` (N, 4) x1 y1 x2 y2 and
+    ``target["landmarks"]`` (N, 5, 2) in pixels of the S × S image (landmarks −1 where absent),
     ``target["landmark_mask"]`` (N,) bool, ``target["name"]`` ``<event>/<name>.jpg`` and, for evaluation,
-    ``target["scale"]`` = S / the image's long side (original pixels = normalised × S / scale).
+    ``target["scale"]`` = S / the image's long side (original pixels = pixels / scale).
     """
 
     def __init__(self, root: str | os.PathLike, split: str = "train", *, train: bool = True, size: int = 640,
@@ -108,13 +109,13 @@ class WiderFaceDetection(Dataset):
         if self.train:
             out = self.augment(sample, self._rng(index))
         else:
-            out, scale = letterbox(sample, self.size, self.augment.mean)
+            out, scale = letterbox(sample, self.size, self.augment.fill)
             target["scale"] = torch.tensor(scale, dtype=torch.float32)
-        landmarks = np.where(out.mask[:, None, None], out.landmarks / self.size, -1.0).astype(np.float32)
-        target.update(boxes=torch.from_numpy((out.boxes / self.size).astype(np.float32)).reshape(-1, 4),
+        landmarks = np.where(out.mask[:, None, None], out.landmarks, -1.0).astype(np.float32)
+        target.update(boxes=torch.from_numpy(out.boxes.astype(np.float32)).reshape(-1, 4),
                       landmarks=torch.from_numpy(landmarks).reshape(-1, 5, 2),
                       landmark_mask=torch.from_numpy(out.mask.astype(bool)), name=label.name)
-        return to_tensor(out.image, self.augment.mean), target
+        return to_tensor(out.image), target
 
 
 def collate(batch: list[tuple[torch.Tensor, dict]]) -> tuple[torch.Tensor, list[dict]]:

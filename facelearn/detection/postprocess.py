@@ -141,7 +141,8 @@ def detect(model: torch.nn.Module, image: np.ndarray | torch.Tensor, *, score_th
            vote_iou: float | None = None, max_size: int | None = None, max_detections: int = 750) -> Detections:
     """Detect faces in one image of any size. Returns boxes, scores, landmarks in the image's pixels.
 
-    image: H×W×3 uint8 RGB or (3, H, W) float in [0, 1]. The test-time protocol of the paper (chapter
+    image: H×W×3 uint8 RGB or (3, H, W) float in [0, 1]; each resized (and mirrored) pass goes through
+    ``model.preprocess`` before the network. The test-time protocol of the paper (chapter
     "Training and evaluating RetinaFace"): scale: the image is resized by this factor for the network (above 1
     shows small faces at the size training crops showed them); several factors make an image pyramid; None
     (the default): the pyramid :func:`facelearn.detection.test_time.pyramid_scales` chooses from the image
@@ -170,7 +171,7 @@ def detect(model: torch.nn.Module, image: np.ndarray | torch.Tensor, *, score_th
                                align_corners=False, antialias=factor < 1)[0]
         anchors = model.anchors(tuple(xs.shape[-2:]), device=device)
         for mirror in (False, True) if flip else (False,):
-            out = model((xs.flip(-1) if mirror else xs)[None].to(device))
+            out = model(model.preprocess((xs.flip(-1) if mirror else xs)[None].to(device)))
             found = candidates(out, anchors, score_threshold=score_threshold)[0]
             if scale is None:
                 found = found.take(in_band(found.boxes).nonzero().squeeze(1))

@@ -1,12 +1,13 @@
 """RetinaFace: backbone → feature pyramid → SSH context modules → task heads (book chapters "Context and
 detection modules" and "Training and evaluating RetinaFace").
 
-The model reads top to bottom like the paper's Fig. 2. Its input is (B, 3, H, W) RGB in [0, 1] of any
-size; it turns that into the input its weights were trained on itself — the
-:class:`~facelearn.weights.Preprocess` stored in its config (the ImageNet mean and standard deviation for
-facelearn's own weights, BGR minus a mean for the reference implementation's release) — so a caller never
-has to remember the constants. Its output is a dict of per-anchor predictions, one entry per task head:
-``cls`` (B, A, 2) logits, ``box`` (B, A, 4) and ``landmarks`` (B, A, 10) offsets (box_coding eq. 1, 2).
+The model reads top to bottom like the paper's Fig. 2. ``model.preprocess(images)`` turns (B, 3, H, W) RGB
+images of any size — uint8 pixels or floats in [0, 1], as the data set yields them — into the input its
+weights were trained on: the :class:`~facelearn.weights.Preprocess` stored in its config (the ImageNet mean
+and standard deviation for facelearn's own weights, BGR minus a mean for the reference implementation's
+release), so a caller never has to remember the constants. ``forward`` takes that input and returns a dict
+of per-anchor predictions, one entry per task head: ``cls`` (B, A, 2) logits, ``box`` (B, A, 4) and
+``landmarks`` (B, A, 10) offsets (box_coding eq. 1, 2).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class RetinaFaceConfig:
     """backbone: ``mobilenet0.25``, ``resnet50`` or ``resnet152``; anchors: ``common`` (P3–P5) or ``paper``
     (P2–P6); channels: pyramid / SSH width (64 for MobileNet-0.25, 256 for ResNets); tasks: the heads;
     pretrained: load ImageNet weights into the backbone (ResNets; needs the network); input: the convention
-    the weights read, applied by ``forward`` to its [0, 1] RGB input."""
+    the weights read, applied by :meth:`RetinaFace.preprocess`."""
 
     backbone: str = "mobilenet0.25"
     anchors: str = "common"
@@ -65,7 +66,8 @@ def config(name: str, **changes: object) -> RetinaFaceConfig:
 
 
 class RetinaFace(nn.Module):
-    """The single-stage face detector. ``forward(images (B, 3, H, W) in [0, 1])`` → dict of (B, A, k)."""
+    """The single-stage face detector: ``model(model.preprocess(images))``, images (B, 3, H, W) RGB → dict of
+    (B, A, k)."""
 
     def __init__(self, cfg: RetinaFaceConfig = RetinaFaceConfig()) -> None:
         super().__init__()
@@ -80,14 +82,20 @@ class RetinaFace(nn.Module):
         self.ssh = nn.ModuleList([SSH(cfg.channels, cfg.channels, cfg.leaky) for _ in range(self.anchor_config.num_levels)])
         self.heads = build_heads(cfg.channels, self.anchor_config.anchors_per_location, cfg.tasks)
 
-    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The per-level SSH outputs, finest first: list of (B, channels, H_l, W_l)."""
-        c = self.body(self.config.input.from_unit(images))
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) RGB, uint8 pixels or float in [0, 1] (or uint8 H×W×3 arrays) → the (B, 3, H, W) input
+        ``forward`` reads: the config's :class:`~facelearn.weights.Preprocess`, on the images' device."""
+        return self.config.input(images)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The per-level SSH outputs of the preprocessed input x (B, 3, H, W), finest first: list of
+        (B, channels, H_l, W_l)."""
+        c = self.body(x)
         pyramid = self.fpn([c[k] for k in self.levels])
         return [m(p) for m, p in zip(self.ssh, pyramid)]
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        feats = self.features(images)
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = self.features(x)
         return {task: head(feats) for task, head in self.heads.items()}
 
     def anchors(self, image_size: tuple[int, int], device: torch.device | str | None = None) -> torch.Tensor:

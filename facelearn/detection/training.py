@@ -109,35 +109,20 @@ def train_config(name: str, **changes: Any) -> TrainConfig:
     return lookup(RECIPES, name, **changes)
 
 
-def dataset_batch_to_model(images: torch.Tensor, targets: list[dict]) -> tuple[torch.Tensor, list[dict]]:
-    """Convert a batch of :class:`facelearn.detection.dataset.WiderFaceDetection` — BGR images minus the
-    mean, coordinates divided by the image side — to the model's convention: RGB in [0, 1] and pixels."""
-    from facelearn.data.transforms import BGR_MEAN
-
-    mean = images.new_tensor(BGR_MEAN).view(1, 3, 1, 1)
-    rgb = ((images + mean) / 255.0).flip(1)
-    side = images.new_tensor([images.shape[-1], images.shape[-2]])
-    out = []
-    for t in targets:
-        mask = t["landmark_mask"].bool()
-        pts = torch.where(mask[:, None, None], t["landmarks"] * side, torch.full_like(t["landmarks"], -1.0))
-        out.append({"boxes": t["boxes"] * side.repeat(2), "landmarks": pts, "landmark_mask": mask})
-    return rgb, out
-
-
 def make_loss_fn(config: LossConfig = LossConfig()):
     """``loss_fn(model, batch) -> (loss, logs)`` for the engine's Trainer, on batches of
-    :class:`facelearn.detection.dataset.WiderFaceDetection` + its ``collate`` (see
-    :func:`dataset_batch_to_model`); anchors are cached per input size."""
+    :class:`facelearn.detection.dataset.WiderFaceDetection` + its ``collate``: RGB images in [0, 1], which
+    ``model.preprocess`` turns into the network's input, and targets in pixels; anchors are cached per input
+    size."""
     criterion = MultiTaskLoss(config)
     cache: dict[tuple, torch.Tensor] = {}
 
     def loss_fn(model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        images, targets = dataset_batch_to_model(*batch)
+        images, targets = batch
         key = (tuple(images.shape[-2:]), images.device)
         if key not in cache:
             cache[key] = model.anchors(key[0], device=images.device)
-        outputs = model(images)
+        outputs = model(model.preprocess(images))
         return criterion(outputs, cache[key], [t["boxes"] for t in targets], [t["landmarks"] for t in targets],
                          [t["landmark_mask"] for t in targets], images=images)
 

@@ -147,7 +147,7 @@ class PFLDObjective:
         self.mean_attribute_weight = mean_attribute_weight
 
     def __call__(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        pred, feature = model["pfld"](batch["image"])
+        pred, feature = model["pfld"](model["pfld"].preprocess(batch["image"]))
         pred = _full(pred)
         plain = landmark_distance(pred, batch["landmarks"], self.config.distance).mean()
         if not self.config.weighted:

@@ -32,7 +32,7 @@ class PFLDConfig:
 
     width: the width multiplier α applied to every channel count (1.0 → PFLD 1X, 0.25 → PFLD 0.25X);
     n_points: number of landmarks P (98 for WFLW, 68 for 300-W); input_size: side of the square crop;
-    input: the convention the weights read, applied by ``forward`` to its [0, 1] RGB crops; s3_norm: the
+    input: the convention the weights read, applied by :meth:`PFLD.preprocess`; s3_norm: the
     BatchNorm after S3's 7×7 convolution (PFLD-pytorch defines one but never applies it: its release
     loads with ``False``, the layer then the identity).
     """
@@ -84,7 +84,9 @@ class InvertedResidual(nn.Module):
 class PFLD(nn.Module):
     """The PFLD backbone with multi-scale fully connected fusion (PFLD §3, Fig. 2).
 
-    forward(x): x (N, 3, 112, 112) RGB in [0, 1] → (landmarks (N, 2P) in [0, 1] crop units, feature (N, 64α, 28, 28)).
+    preprocess(crops): (N, 3, 112, 112) RGB crops, uint8 pixels or float in [0, 1] as the landmark data set
+    yields them → the input the weights read (the config's :class:`~facelearn.weights.Preprocess`).
+    forward(x): that input → (landmarks (N, 2P) in [0, 1] crop units, feature (N, 64α, 28, 28)).
     The feature is the input of :class:`AuxiliaryNet`.
     """
 
@@ -106,8 +108,12 @@ class PFLD(nn.Module):
                                 nn.BatchNorm2d(c(128)) if config.s3_norm else nn.Identity(), nn.ReLU(inplace=True))
         self.fc = nn.Linear(c(16) + c(32) + c(128), 2 * config.n_points)
 
+    def preprocess(self, crops: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) RGB crops (uint8 or [0, 1]) → the (N, 3, S, S) input ``forward`` reads."""
+        return self.config.input(crops)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feature = self.stage3(self.stem(self.config.input.from_unit(x)))
+        feature = self.stage3(self.stem(x))
         s1 = self.s1(self.stage4(feature))
         s2 = self.s2(s1)
         s3 = self.s3(s2)

@@ -185,7 +185,7 @@ def predict(model: PFLD, dataset: LandmarkCrops, batch_size: int = 64, flip: boo
     size = dataset.config.size
     out = []
     for batch in make_loader(dataset, batch_size, shuffle=False):
-        images = batch["image"].to(dev)
+        images = model.preprocess(batch["image"].to(dev))
         pred, _ = model(images)
         pred = pred.cpu()
         if flip:

@@ -99,7 +99,7 @@ def evaluate_heads(model: torch.nn.Module, scenes: list[DenseScene], branch=None
         if not keep.any():
             continue
         image = torch.from_numpy(scene.image).permute(2, 0, 1)[None].float().div(255).to(dev)
-        out = model(image)
+        out = model(model.preprocess(image))
         anchors = model.anchors(image.shape[-2:], device=dev)
         boxes = torch.tensor(scene.boxes[keep], dtype=torch.float32, device=dev)
         best = box_iou(boxes, cxcywh_to_xyxy(anchors)).argmax(1)  # each face's best-overlapping anchor
