@@ -95,3 +95,24 @@ def test_every_loss_trains_one_step(loss):
     result = training.train(recipe, ds, 4, device="cpu", progress=False)
     head = result.head
     assert np.isfinite(result.history[0]["loss"]) and head.logits(torch.randn(2, 128)).shape == (2, 4)
+
+
+def test_train_resumes_from_its_trainer_checkpoint(tmp_path):
+    """``--resume``: the second run continues the first one's Trainer state (epoch 2 only), ``--fresh`` starts
+    over."""
+    from facelearn.engine import load_checkpoint
+
+    torch.set_num_threads(1)
+    root = _faces(tmp_path / "ids")
+    resume, out = tmp_path / "trainer.pt", tmp_path / "m.pt"
+    common = ["train", "recognition", "--data", str(root), "--batch-size", "8", "--device", "cpu", "--out", str(out),
+              "--resume", str(resume)]
+    assert main(common + ["--epochs", "1"]) == 0
+    first = load_checkpoint(resume)
+    assert [h["epoch"] for h in first["history"]] == [1] and first["facelearn"]["model"] == "synthface-cnn"
+    assert main(common + ["--epochs", "2"]) == 0
+    second = load_checkpoint(resume)
+    assert [h["epoch"] for h in second["history"]] == [1, 2]
+    assert second["history"][0] == first["history"][0]  # epoch 1 was not trained again
+    assert main(common + ["--epochs", "1", "--fresh"]) == 0
+    assert [h["epoch"] for h in load_checkpoint(resume)["history"]] == [1]
