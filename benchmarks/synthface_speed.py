@@ -4,8 +4,8 @@ Goal: ≥ 1,000 crops/s and ≥ 50 scenes/s per core.
 
     .venv/bin/python benchmarks/synthface_speed.py [--crops 200] [--scenes 20] [--repeats 5] [--workers 2]
 
-The previous renderer (before the per-identity caches, the reused polygon views and the OpenCV noise
-addition) is kept below as reference functions; :func:`previous_renderer` swaps them into the SynthFace
+The previous renderer (before the per-identity caches, the reused polygon views, the OpenCV noise
+addition and the categorical draws without ``Generator.choice``'s checks) is kept below as reference functions; :func:`previous_renderer` swaps them into the SynthFace
 modules. Every item (a seeded crop or scene) is rendered by both, interleaved, and their bytes are compared.
 A rate is the number of items over the sum, item by item, of the smallest CPU time of this process over
 the repeats: on a shared, loaded machine the minimum approximates an idle core far better than wall time or
@@ -216,12 +216,18 @@ def _clamp_before(x, lo, hi):
     return float(np.clip(x, lo, hi))
 
 
+def _choose_before(rng, p):
+    return int(rng.choice(len(p), p=p))
+
+
 _PREVIOUS = {  # module → {name: previous implementation}
-    _model: {"face_vertices": _face_vertices_before},
+    _model: {"face_vertices": _face_vertices_before, "choose": _choose_before},
     _render: {"face_vertices": _face_vertices_before, "draw_face": _draw_face_before, "_poly": _poly_before,
               "_colour": _colour_before, "_norm": np.linalg.norm},
-    _scenes: {"draw_face": _draw_face_before, "finish": _finish_before, "clamp": _clamp_before},
-    _samplers: {"draw_face": _draw_face_before, "finish": _finish_before, "clamp": _clamp_before},
+    _scenes: {"draw_face": _draw_face_before, "finish": _finish_before, "clamp": _clamp_before,
+              "choose": _choose_before},
+    _samplers: {"draw_face": _draw_face_before, "finish": _finish_before, "clamp": _clamp_before,
+                "choose": _choose_before},
     _people: {"finish": _finish_before},
 }
 

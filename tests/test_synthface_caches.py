@@ -1,6 +1,7 @@
-"""The renderer's per-identity caches and per-thread buffers change its speed, never its pixels: a render
-with warm caches equals one with cold caches for identities that differ in any single parameter, the
-caches stay bounded, and renders from several threads at once equal the same renders one after another."""
+"""The renderer's per-identity caches, per-thread buffers and shortcuts change its speed, never its pixels:
+a render with warm caches equals one with cold caches for identities that differ in any single parameter,
+the caches stay bounded, renders from several threads at once equal the same renders one after another,
+and the categorical draws and clamps equal NumPy's."""
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -10,6 +11,7 @@ import pytest
 
 from facelearn.data.synthface import TOPOLOGY, Expression, draw_face, face_vertices, render_identity_crop, sample_identity
 from facelearn.data.synthface import model, render
+from facelearn.data.synthface.model import choose
 from facelearn.data.synthface.scenes import clamp
 
 
@@ -82,3 +84,18 @@ def test_renders_from_several_threads_equal_the_sequential_renders():
 def test_clamp_is_numpys_clip_for_one_number(x):
     assert clamp(x, -70, 70) == float(np.clip(x, -70, 70))
     assert type(clamp(x, -70, 70)) is float
+
+
+@pytest.mark.parametrize("p", [(0.7, 0.15, 0.15), (1.0, 0.0, 0.0), (0.0, 0.6, 0.4), (0.08, 0.42, 0.25, 0.25),
+                               (0.05, 0.2, 0.75), (0.3, 0.7), (1.0,), tuple(np.full(7, 1 / 7))])
+def test_choose_draws_what_generator_choice_draws(p):
+    for seed in range(200):
+        a, b = np.random.default_rng(seed), np.random.default_rng(seed)
+        assert [int(a.choice(len(p), p=p)) for _ in range(4)] == [choose(b, p) for _ in range(4)]
+        assert a.random() == b.random()  # and leaves the generator in the same state
+
+
+@pytest.mark.parametrize("p", [(0.5, 0.6), (-0.1, 1.1), ()])
+def test_choose_refuses_what_is_not_a_distribution(p):
+    with pytest.raises(ValueError, match="probabilities"):
+        choose(np.random.default_rng(0), p)

@@ -14,6 +14,7 @@ brows) are weighted by β ∈ [0, 1] — a hand-built analogue of a 3-D morphabl
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -73,6 +74,23 @@ class Expression:
         return {k: round(float(getattr(self, k)), 4) for k in EXPRESSIONS}
 
 
+_CDFS: dict[tuple, np.ndarray] = {}
+
+
+def choose(rng: np.random.Generator, p) -> int:
+    """int(rng.choice(len(p), p=p)), drawing the same from ``rng`` without its per-call checks: one uniform u,
+    then the first index whose cumulative probability (divided by the total, as NumPy does) exceeds u."""
+    p = tuple(p)
+    cdf = _CDFS.get(p)
+    if cdf is None:
+        if not p or min(p) < 0 or abs(math.fsum(p) - 1) > 1.5e-8:
+            raise ValueError(f"probabilities must be non-negative and sum to 1, got {p}")
+        cdf = np.cumsum(np.asarray(p, dtype=np.float64))
+        cdf /= cdf[-1]
+        _CDFS[p] = cdf
+    return int(cdf.searchsorted(rng.random(), side="right"))
+
+
 def sample_identity(rng: np.random.Generator) -> Identity:
     """A random identity: shape α ~ N(0, 1) and appearance drawn from the palettes above."""
     tone = rng.uniform(0, len(SKIN_TONES) - 1)
@@ -80,10 +98,10 @@ def sample_identity(rng: np.random.Generator) -> Identity:
     skin = SKIN_TONES[i] + (tone - i) * (SKIN_TONES[min(i + 1, len(SKIN_TONES) - 1)] - SKIN_TONES[i])
     skin = skin * rng.uniform(0.93, 1.07, 3)
     hair = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))] * rng.uniform(0.8, 1.2)
-    style = int(rng.choice(4, p=[0.08, 0.42, 0.25, 0.25]))
+    style = choose(rng, (0.08, 0.42, 0.25, 0.25))
     brow = hair * 0.7 if rng.random() < 0.8 else HAIR_COLOURS[0]
-    beard = int(rng.choice(3, p=[0.75, 0.13, 0.12]))
-    glasses = int(rng.choice(3, p=[0.8, 0.14, 0.06]))
+    beard = choose(rng, (0.75, 0.13, 0.12))
+    glasses = choose(rng, (0.8, 0.14, 0.06))
     lips = skin * np.array([0.85, 0.6, 0.6]) * rng.uniform(0.85, 1.05)
     return Identity(rng.standard_normal(len(IDENTITY_SHAPE)), np.clip(skin, 0, 255), np.clip(hair, 0, 255), style,
                     float(rng.uniform(-0.6, 0.8)), np.clip(brow, 0, 255), float(rng.uniform(0.7, 1.4)),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facelearn.data.synthface.model import Expression, Identity, sample_expression, sample_identity
+from facelearn.data.synthface.model import Expression, Identity, choose, sample_expression, sample_identity
 from facelearn.data.synthface.render import FaceRender, draw_face
 from facelearn.data.synthface.scenes import (Light, SceneFace, background, clamp, covered_fraction, finish,
                                              inside, render_face_with_attributes, sample_light, sample_pose,
@@ -41,7 +41,7 @@ def render_scene(rng: np.random.Generator, width: int, height: int, n_faces: int
         pose = sample_pose(rng)
         h_ref = h / s
         probs = next(p for limit, p in _BLUR_BY_SIZE if h_ref < limit)
-        blur = int(rng.choice(3, p=probs))
+        blur = choose(rng, probs)
         sigma = [0.0, max(0.5, 0.025 * h), max(0.8, 0.06 * h)][blur] * rng.uniform(0.8, 1.2)
         face_light = Light(light.direction + rng.normal(0, 0.15, 3), clamp(light.ambient + rng.normal(0, 0.05), 0.05, 0.8),
                            light.gain, light.extreme)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from facelearn.data.synthface.model import Expression, Identity, sample_expression, sample_identity
+from facelearn.data.synthface.model import Expression, Identity, choose, sample_expression, sample_identity
 from facelearn.data.synthface.render import FaceRender, draw_face
 
 #: (low, high, images) bins of faces per image in the WIDER FACE val ground truth (3,226 images).
@@ -232,7 +232,7 @@ def render_face_with_attributes(canvas, rng, identity, expression, pose, centre,
     """Draw one face, maybe an occluder over it, blur it; returns the render and the occluder polygons."""
     fr = draw_face(canvas, identity, expression, pose, centre, height, light=light.direction, ambient=light.ambient,
                    clothes=rng.uniform(0, 255, 3) if clothes else None, visibility=visibility)
-    level = int(rng.choice(3, p=occlusion_p))
+    level = choose(rng, occlusion_p)
     polys = [draw_occluder(canvas, fr.box, rng, heavy=level == 2, skin=identity.skin)] if level else []
     if polys:
         fr.visible98 &= ~inside(fr.landmarks98, polys)
