@@ -57,7 +57,7 @@ def _write_student_notebooks(app, exception):
 
 def _write_figure_pack(app, exception):
     executed = Path(app.outdir).parent / "jupyter_execute" / "notebooks"
-    if exception is None and app.builder.format == "html" and executed.is_dir():
+    if exception is None and app.builder.format == "html" and any(executed.glob("[0-9][0-9]_*.ipynb")):
         from facelearn.teaching.figures import pack_from
 
         pack_from(executed, Path(app.outdir) / "figures")
