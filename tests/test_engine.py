@@ -255,3 +255,33 @@ def test_compile_trains_the_same_model():
     assert set(model.state_dict()) == {f"{i}.{k}" for i, k in [(0, "weight"), (0, "bias"), (1, "weight"), (1, "bias"),
                                                                (1, "running_mean"), (1, "running_var"),
                                                                (1, "num_batches_tracked"), (3, "weight"), (3, "bias")]}
+
+
+def test_a_fused_run_resumes_exactly_and_saves_the_optimiser_as_built(tmp_path):
+    """What the Trainer does on CUDA (fuse torch's default optimiser), done by hand on the CPU."""
+    from facelearn.engine.trainer import _fuse
+
+    def fused(checkpoint=None):
+        runtime.seed_everything(0)
+        model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 2))
+        trainer = Trainer(model, torch.optim.Adam(model.parameters(), lr=0.01), _tensor_logs, device="cpu", seed=7)
+        trainer._fused = _fuse(trainer.optimizer)
+        trainer._deferred = True
+        if checkpoint is not None:
+            trainer.load_state_dict(load_checkpoint(checkpoint))
+        return trainer
+
+    straight = fused()
+    straight.fit(make_loader(_problem(), 16, seed=7), 2, progress=False)
+    first = fused()
+    first.fit(make_loader(_problem(), 16, seed=7), 1, progress=False)
+    state = first.state_dict()
+    assert [g["fused"] for g in state["optimizer"]["param_groups"]] == [None]
+    assert first.optimizer.param_groups[0]["fused"] is True
+    save_checkpoint(state, tmp_path / "run.pt")
+    resumed = fused(tmp_path / "run.pt")
+    assert resumed.optimizer.param_groups[0]["fused"] is True
+    resumed.fit(make_loader(_problem(), 16, seed=7), 2, progress=False)
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [h["loss"] for h in straight.history] == [h["loss"] for h in resumed.history]
