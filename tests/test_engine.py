@@ -285,3 +285,14 @@ def test_a_fused_run_resumes_exactly_and_saves_the_optimiser_as_built(tmp_path):
     for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
     assert [h["loss"] for h in straight.history] == [h["loss"] for h in resumed.history]
+
+
+def test_batch_size_of_a_loader_or_its_batch_sampler():
+    from torch.utils.data import DataLoader
+
+    from facelearn.engine.trainer import _batch_size
+    from facelearn.recognition.training import PKSampler
+
+    assert _batch_size(DataLoader(range(40), batch_sampler=PKSampler(torch.arange(40) // 4, 3, 2))) == 6
+    assert _batch_size(DataLoader(range(8), batch_size=4)) == 4
+    assert _batch_size(DataLoader(range(8), batch_size=None)) is None

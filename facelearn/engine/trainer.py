@@ -100,11 +100,9 @@ class _Objective(nn.Module):
 
 
 def _batch_size(loader: Any) -> int | None:
+    """Items per batch on this process: the loader's, else its batch sampler's (e.g. a PKSampler's P × K)."""
     size = getattr(loader, "batch_size", None)
-    if size is None and getattr(loader, "batch_sampler", None) is not None:
-        sampler = loader.batch_sampler
-        size = getattr(sampler, "batch_size", None) or (sampler.p * sampler.k if hasattr(sampler, "p") else None)
-    return size
+    return size if size is not None else getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
 
 
 _FUSABLE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
