@@ -32,7 +32,7 @@ from facelearn.errors import DataError
 #: What each exported graph reads, stored in the file's metadata (``input``; ``preprocess`` gives the numbers).
 INPUTS = {
     "detection": "image (N, 3, H, W) float, any H and W, after the metadata's preprocess",
-    "recognition": "aligned crops (N, 3, S, S) float RGB, (x/255 - 0.5)/0.5",
+    "recognition": "aligned crops (N, 3, S, S) float, after the metadata's preprocess",
     "landmarks": "face crops (N, 3, 112, 112) float, after the metadata's preprocess",
     "mesh": "shape and texture codes (N, code_dim) float",
 }
@@ -51,7 +51,7 @@ def load_for_export(path: str | os.PathLike) -> tuple[str, nn.Module, torch.Tens
         decoder = load_decoder(path)
         return task, decoder, torch.zeros(1, decoder.config.code_dim)
     model, size = load_model(task, path)
-    return task, model, network_input(model, example_input(size))
+    return task, model, model.preprocess(example_input(size))
 
 
 def _output_names(task: str, model: nn.Module, example: torch.Tensor) -> list[str]:
@@ -91,7 +91,7 @@ def export_onnx(model: nn.Module, task: str, example: torch.Tensor, path: str | 
     graph = onnx.load(str(path))
     from facelearn import __version__
 
-    record = getattr(getattr(model, "config", None), "input", None)
+    record = getattr(getattr(model, "config", model), "input", None)  # recognition backbones hold it themselves
     preprocess = json.dumps(dataclasses.asdict(record)) if record is not None else ""
     for key, value in {"task": task, "input": INPUTS[task], "preprocess": preprocess, "facelearn": __version__,
                        "source": source}.items():
@@ -154,12 +154,6 @@ def example_input(size: int | None) -> torch.Tensor:
     return torch.rand(1, 3, size or 256, size or 320, generator=torch.Generator().manual_seed(0))
 
 
-def network_input(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """images (N, 3, H, W) RGB in [0, 1] → what ``model``'s forward reads: its ``preprocess`` where it has one
-    (detectors, PFLD), else the recognition input (x − 0.5) / 0.5."""
-    return model.preprocess(images) if hasattr(model, "preprocess") else (images - 0.5) / 0.5
-
-
 def with_runtime(model: nn.Module, task: str, size: int | None, runtime: str) -> nn.Module:
     """``model`` itself for ``runtime="torch"``; for ``"onnxruntime"`` an :class:`OnnxRuntimeModel` of its graph
     (exported to a temporary file, read once by ONNX Runtime). size: as :func:`example_input`."""
@@ -170,7 +164,7 @@ def with_runtime(model: nn.Module, task: str, size: int | None, runtime: str) ->
     if runtime != "onnxruntime":
         raise ValueError(f"unknown runtime {runtime!r}; one of torch, onnxruntime")
     with tempfile.TemporaryDirectory() as folder:
-        example = network_input(model, example_input(size))
+        example = model.preprocess(example_input(size))
         return OnnxRuntimeModel(model, export_onnx(model, task, example, Path(folder) / f"{task}.onnx"))
 
 
@@ -188,7 +182,7 @@ def _cmd_onnx(args: argparse.Namespace) -> int:
     message = f"wrote {path} ({task}, {path.stat().st_size / 1e6:.2f} MB; input: {INPUTS[task]})"
     if args.check:
         x = example if task != "detection" else \
-            network_input(model, torch.rand(1, 3, 200, 296, generator=torch.Generator().manual_seed(1)))
+            model.preprocess(torch.rand(1, 3, 200, 296, generator=torch.Generator().manual_seed(1)))
         message += f"; ONNX Runtime vs PyTorch: max difference {largest_difference(model, path, x):.2e}"
     print(message)
     return 0

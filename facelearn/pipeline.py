@@ -76,16 +76,11 @@ def align_all(image: np.ndarray, points: np.ndarray | torch.Tensor, size: int = 
     return np.stack([align_face(image, p, size) for p in points])
 
 
-def crops_to_input(crops: np.ndarray) -> torch.Tensor:
-    """Aligned uint8 RGB crops (N, S, S, 3) → the recognition networks' input (N, 3, S, S), (x/255 − 0.5)/0.5."""
-    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
 def embed_crops(model: nn.Module, crops: np.ndarray, flip: bool = True) -> torch.Tensor:
     """Unit-length embeddings (N, D) of aligned uint8 RGB crops (N, S, S, 3), with the flip test-time sum."""
     if not len(crops):
         return torch.zeros(0, 0)
-    return embed(model, crops_to_input(crops), flip=flip, dedupe=False)
+    return embed(model, torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2), flip=flip, dedupe=False)
 
 
 def crop_box(width: int, height: int, config: CropConfig = CropConfig()) -> np.ndarray:

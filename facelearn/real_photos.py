@@ -48,8 +48,8 @@ def load_photos(labels: str | os.PathLike, images: str | os.PathLike) -> list[tu
 
 @torch.no_grad()
 def verification_on_pairs(model: torch.nn.Module, images: torch.Tensor) -> dict:
-    """10-fold accuracy and ROC AUC of ``model`` on matched pairs of different people: images (2P, 3, S, S) in
-    the model's input range, rows 2i and 2i + 1 of person i. The P matched pairs are balanced by P mismatched
+    """10-fold accuracy and ROC AUC of ``model`` on matched pairs of different people: images (2P, 3, S, S) RGB in
+    [0, 1] (or uint8), rows 2i and 2i + 1 of person i. The P matched pairs are balanced by P mismatched
     ones (:func:`~facelearn.recognition.verification.pairs_across_identities`); ``roc_auc_all_pairs`` scores
     the matched pairs against every pair of two people."""
     from facelearn.recognition.verification import (embed, evaluate, pair_scores, pairs_across_identities,

@@ -79,9 +79,14 @@ def test_align_all_warps_the_template_onto_itself_and_refuses_missing_points():
         P.align_all(image, -np.ones((1, 5, 2)))
 
 
-def test_crops_to_input_is_insightfaces_normalisation():
-    crops = np.array([[[[0, 255, 127]]]], dtype=np.uint8)
-    assert P.crops_to_input(crops).flatten().tolist() == pytest.approx([-1.0, 1.0, 127 / 127.5 - 1])
+def test_recognition_preprocess_is_insightfaces_normalisation_bit_for_bit():
+    from facelearn.recognition.backbones import mobilefacenet
+
+    pixels = (torch.arange(3 * 112 * 112) % 256).to(torch.uint8).view(3, 112, 112)  # every value 0…255
+    model = mobilefacenet()
+    want = pixels.float().div(127.5).sub(1.0)  # insightface: (x / 255 − 0.5) / 0.5
+    assert torch.equal(model.preprocess(pixels)[0], want)
+    assert torch.equal(model.preprocess(pixels.float() / 255)[0], want)  # the data sets' [0, 1]
 
 
 def test_crop_box_makes_the_landmark_crop_the_whole_image():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from facelearn.recognition import verification
+from facelearn.recognition.backbones import SmallCNN
 
 
 def test_best_threshold_matches_brute_force():
@@ -43,10 +43,10 @@ def test_ten_fold_protocol_on_separable_and_random_scores():
 
 def test_embed_sums_the_flip_and_normalises():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 6))
-    x = torch.randn(5, 3, 4, 4)
+    model = SmallCNN(embedding_dim=6, width=4, input_size=8).eval()
+    x = torch.rand(5, 3, 8, 8)
     e = verification.embed(model, x)
-    want = model(x) + model(torch.flip(x, dims=[3]))
+    want = model((x - 0.5) / 0.5) + model((torch.flip(x, dims=[3]) - 0.5) / 0.5)  # [0, 1] → the [−1, 1] input
     torch.testing.assert_close(e, torch.nn.functional.normalize(want, dim=1).detach())
     assert torch.allclose(e.norm(dim=1), torch.ones(5))
     scores = verification.pair_scores(e[:4])
@@ -55,7 +55,7 @@ def test_embed_sums_the_flip_and_normalises():
 
 def test_embed_dedupes_repeated_images_without_changing_results():
     torch.manual_seed(1)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 6))
-    x = torch.randn(4, 3, 4, 4)
+    model = SmallCNN(embedding_dim=6, width=4, input_size=8)
+    x = torch.rand(4, 3, 8, 8)
     repeated = x[torch.tensor([0, 1, 0, 2, 3, 1, 2, 0])]
     torch.testing.assert_close(verification.embed(model, repeated), verification.embed(model, repeated, dedupe=False))

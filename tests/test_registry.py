@@ -57,8 +57,8 @@ def test_shipped_weights_are_registry_entries(name):
     assert not model.training
     own = {"detection": IMAGENET, "landmarks": UNIT, "recognition": SIGNED}[w.task]
     assert w.transforms() == w.preprocess == (own if own.size is None else replace(own, size=w.preprocess.size))
-    if hasattr(model, "preprocess"):
-        assert model.preprocess.__self__.config.input == w.preprocess  # the model carries the same record
+    record = model.config.input if hasattr(model, "config") else model.input  # recognition: the backbone's own
+    assert record == w.preprocess  # every model carries the same record
     size = w.preprocess.size or ((96, 128) if w.task == "detection" else facelearn.models.preset(w.model).input_size[1:])
     images = np.random.default_rng(0).integers(0, 256, (2, *size, 3), dtype=np.uint8)
     with torch.no_grad():

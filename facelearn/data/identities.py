@@ -27,12 +27,13 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 def decode_image(data: bytes | np.ndarray, size: int | None = None, where: str = "<bytes>") -> torch.Tensor:
-    """JPEG/PNG bytes → (3, size, size) float tensor in [−1, 1], RGB (insightface's (x/255 − 0.5)/0.5)."""
+    """JPEG/PNG bytes → (3, size, size) float RGB in [0, 1] (pixels / 255); a recognition backbone's
+    ``preprocess`` makes its input from it."""
     img = decode_bgr(data, where)
     if size is not None and img.shape[:2] != (size, size):
         img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
     img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return torch.from_numpy(img).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+    return torch.from_numpy(img).permute(2, 0, 1).float().div_(255.0)
 
 
 def read_image(path: str | os.PathLike, size: int | None = None) -> torch.Tensor:
@@ -48,7 +49,7 @@ def read_image(path: str | os.PathLike, size: int | None = None) -> torch.Tensor
 class IdentityFolder(Dataset):
     """``root/<identity>/<image>``: identities sorted by name get labels 0 … C−1.
 
-    Items: (image (3, size, size) in [−1, 1], label int). ``flip``: random horizontal flips (training).
+    Items: (image (3, size, size) RGB in [0, 1], label int). ``flip``: random horizontal flips (training).
     """
 
     def __init__(self, root: str | os.PathLike, size: int | None = 112, flip: bool = False, seed: int = 0) -> None:
@@ -167,7 +168,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 def read_bin(path: str | os.PathLike, size: int | None = 112,
              progress: bool = False) -> tuple[torch.Tensor, np.ndarray]:
     """An insightface ``.bin`` set: pickled (list of 2P encoded images, list of P booleans) →
-    (images (2P, 3, size, size) in [−1, 1], issame (P,) bool). Unsafe pickles raise :class:`DataError`."""
+    (images (2P, 3, size, size) RGB in [0, 1], issame (P,) bool). Unsafe pickles raise :class:`DataError`."""
     from tqdm.auto import tqdm
 
     path = Path(path)

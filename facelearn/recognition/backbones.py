@@ -1,29 +1,55 @@
 """Embedding networks for recognition (book chapters "Feature normalisation" and the loss chapters).
 
-``SmallCNN`` is the CPU chapters' network for small inputs (16–64 px).
+``SmallCNN`` is the CPU chapters' network for small inputs (16–64 px). Every backbone carries the
+:class:`~facelearn.weights.Preprocess` record its weights read (``input``: facelearn's and insightface's
+RGB in [−1, 1], (x/255 − 0.5)/0.5, at its input size): ``model(model.preprocess(images))`` with images
+(N, 3, S, S) RGB, uint8 pixels or float in [0, 1] as the identity data sets yield them.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
+
+from facelearn.weights import SIGNED, Preprocess
+
+
+def signed(size: int) -> Preprocess:
+    """The recognition input at ``size`` × ``size``: RGB, (x/255 − 0.5)/0.5, i.e. [−1, 1]."""
+    return replace(SIGNED, size=(size, size))
+
+
+class Embedder(nn.Module):
+    """A recognition backbone: ``input`` is its :class:`~facelearn.weights.Preprocess`, ``preprocess`` applies it."""
+
+    input: Preprocess | None
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) RGB, uint8 pixels or float in [0, 1] → the (N, 3, S, S) input ``forward`` reads, on the
+        images' device. A greyscale network (``input`` None: the normalisation chapter's digits) reads its
+        [0, 1] images as they are."""
+        return images if self.input is None else self.input(images)
 
 
 def _conv_bn(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.PReLU(c_out))
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(Embedder):
     """Three conv stages (each two 3×3 conv–BN–PReLU and a 2×2 max-pool), then a linear embedding.
 
     x: (N, C, S, S) with S = ``input_size``, a multiple of 8 → (N, embedding_dim). ``width`` is the first stage's channels.
     A final BatchNorm1d on the embedding (as in insightface's backbones) keeps features centred; the
     normalisation chapter turns it off (``embedding_bn=False``) to show how plain softmax grows feature norms.
+    ``input``: :func:`signed` at ``input_size`` for RGB, none for one channel.
     """
 
     def __init__(self, in_channels: int = 3, embedding_dim: int = 128, width: int = 32, input_size: int = 32,
                  embedding_bn: bool = True, dropout: float = 0.1) -> None:
         super().__init__()
+        self.input = signed(input_size) if in_channels == 3 else None
         w = width
         self.features = nn.Sequential(
             _conv_bn(in_channels, w), _conv_bn(w, w), nn.MaxPool2d(2),
@@ -69,7 +95,7 @@ class IBasicBlock(nn.Module):
         return self.body(x) + self.shortcut(x)
 
 
-class IResNet(nn.Module):
+class IResNet(Embedder):
     """iResNet for 112×112 faces: 3×3 stem (64, stride 1), four stages of :class:`IBasicBlock` with 64, 128,
     256, 512 channels (the first block of each stage strides 2: 112 → 7), then BN, dropout, a linear layer
     from 512·7·7 and a BatchNorm1d with its scale frozen at 1 (insightface's "features" layer).
@@ -81,6 +107,7 @@ class IResNet(nn.Module):
     def __init__(self, layers: tuple[int, int, int, int], embedding_dim: int = 512, dropout: float = 0.0,
                  input_size: int = 112) -> None:
         super().__init__()
+        self.input = signed(input_size)
         self.stem = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.PReLU(64))
         stages, c_in = [], 64
         for c_out, n in zip((64, 128, 256, 512), layers):
@@ -144,7 +171,7 @@ class Bottleneck(nn.Module):
         return x + self.body(x) if self.residual else self.body(x)
 
 
-class MobileFaceNet(nn.Module):
+class MobileFaceNet(Embedder):
     """MobileFaceNet (Chen et al. 2018, Table 1): 3×3 conv, 3×3 depthwise conv, five bottleneck groups
     (t, c, n, s) = (2,64,5,2), (4,128,1,2), (2,128,6,1), (4,128,1,2), (2,128,2,1), 1×1 conv to 512, a 7×7
     global depthwise conv (GDConv, no non-linearity) and a linear 1×1 conv to the embedding.
@@ -155,6 +182,7 @@ class MobileFaceNet(nn.Module):
 
     def __init__(self, embedding_dim: int = 128) -> None:
         super().__init__()
+        self.input = signed(112)
         layers: list[nn.Module] = [_conv(3, 64, 3, 2), _conv(64, 64, 3, 1, groups=64)]
         c_in = 64
         for t, c, n, s in self.SETTING:

@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader
 
 
 class EmbeddingClassifier(nn.Module):
-    """``backbone`` maps images (N, C, H, W) to features (N, D); ``head`` turns features and labels into a loss."""
+    """``backbone`` maps its preprocessed images (``backbone.preprocess`` of (N, C, H, W) in [0, 1]) to features
+    (N, D); ``head`` turns features and labels into a loss."""
 
     def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
         super().__init__()
@@ -21,13 +22,13 @@ class EmbeddingClassifier(nn.Module):
         self.head = head
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(images), labels)
+        return self.head(self.backbone(self.backbone.preprocess(images)), labels)
 
 
 def classification_step(model: EmbeddingClassifier, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
     """The ``loss_fn`` for :class:`facelearn.engine.Trainer`: loss and training accuracy of one batch."""
     images, labels = batch
-    features = model.backbone(images)
+    features = model.backbone(model.backbone.preprocess(images))
     loss = model.head(features, labels)
     with torch.no_grad():
         accuracy = (model.head.logits(features).argmax(1) == labels).float().mean()
@@ -41,7 +42,7 @@ def embed(backbone: nn.Module, loader: DataLoader, device: torch.device | str = 
     backbone.eval()
     features, labels = [], []
     for images, y in loader:
-        features.append(backbone(images.to(device)).float().cpu())
+        features.append(backbone(backbone.preprocess(images.to(device))).float().cpu())
         labels.append(y)
     backbone.train(was_training)
     return torch.cat(features), torch.cat(labels)

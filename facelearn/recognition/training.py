@@ -216,14 +216,14 @@ def train(recipe: RecognitionRecipe, dataset: Dataset, n_classes: int | None = N
 
         def loss_fn(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
             x, y = batch
-            x = random_flip(x) if recipe.flip else x
+            x = model["backbone"].preprocess(random_flip(x) if recipe.flip else x)
             return metric.triplet_loss(model["backbone"](x), y, recipe.triplet_margin, "semihard")
     else:
         loader = make_loader(dataset, recipe.batch_size, shuffle=True, seed=seed, drop_last=True)
 
         def loss_fn(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
             x, y = batch
-            x = random_flip(x) if recipe.flip else x
+            x = model["backbone"].preprocess(random_flip(x) if recipe.flip else x)
             loss = model["head"](model["backbone"](x), y)
             return loss, dict(getattr(model["head"], "last", {}))
 
@@ -286,7 +286,7 @@ PAGE_IDENTITIES = SynthFaceIdentities(n_identities=150)
 def synthface_identities(config: SynthFaceIdentities = SynthFaceIdentities(), progress: bool = True):  # noqa: ANN201
     """Export (once, under :func:`facelearn.runtime.data_dir`) and load the chapters' SynthFace identity set.
 
-    Returns (train TensorDataset of (3, S, S) images in [−1, 1] with labels, number of training identities,
+    Returns (train TensorDataset of (3, S, S) RGB images in [0, 1] with labels, number of training identities,
     pair images (2P, 3, S, S), issame (P,)). The same files are what ``facelearn train recognition --data``
     and ``facelearn eval verification --pairs`` read.
     """

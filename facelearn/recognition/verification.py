@@ -20,7 +20,8 @@ from facelearn.recognition.normalisation import l2_normalise
 @torch.no_grad()
 def embed(model: nn.Module, images: torch.Tensor, batch_size: int = 256, flip: bool = True,
           progress: bool = False, dedupe: bool = True) -> torch.Tensor:
-    """Normalised embeddings of images (N, C, H, W) → (N, D) float32 on the CPU.
+    """Normalised embeddings of images (N, 3, H, W) RGB, uint8 or float in [0, 1] → (N, D) float32 on the CPU;
+    the model's ``preprocess`` makes its input.
 
     With ``flip`` the embedding of each image and of its mirror image are summed before normalising
     (ArcFace sec. 4.1's "flip" test-time augmentation). The model runs in eval mode on its own device.
@@ -38,7 +39,7 @@ def embed(model: nn.Module, images: torch.Tensor, batch_size: int = 256, flip: b
     dev = next(model.parameters()).device
     out = []
     for start in tqdm(range(0, len(images), batch_size), disable=not progress, desc="embedding"):
-        x = images[start:start + batch_size].to(dev).float()
+        x = model.preprocess(images[start:start + batch_size].to(dev))
         e = model(x).float()
         if flip:
             e = e + model(torch.flip(x, dims=[3])).float()
