@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from torch import nn
+from nonfinite import NanGradient
 
 from facelearn.engine import Trainer, load_checkpoint, make_loader, save_checkpoint
 from facelearn.engine.checkpoint import check_resumable, first_nonfinite, remove_stale_temporaries, sync_log
@@ -18,18 +19,6 @@ def _data(n: int = 8) -> torch.utils.data.TensorDataset:
     return torch.utils.data.TensorDataset(torch.randn(n, 3, generator=g), torch.arange(n, dtype=torch.float32))
 
 
-class _NanGradient(torch.autograd.Function):
-    """Identity forward, NaN backward: a finite loss whose gradients are not finite."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return torch.full_like(grad, float("nan"))
-
-
 def _trainer(checkpoint, nan_at: int | None = None, model: nn.Module | None = None) -> Trainer:
     """A linear regression whose gradients become NaN at its iteration ``nan_at`` (counted in this run)."""
     model = model or nn.Linear(3, 1)
@@ -39,7 +28,7 @@ def _trainer(checkpoint, nan_at: int | None = None, model: nn.Module | None = No
         x, y = batch
         out = m(x).squeeze(1)
         if calls["n"] == nan_at:
-            out = _NanGradient.apply(out)
+            out = NanGradient.apply(out)
         calls["n"] += 1
         return ((out - y) ** 2).mean(), {}
 

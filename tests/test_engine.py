@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
+from nonfinite import NanGradient
 
 from facelearn import runtime
 from facelearn.engine import Trainer, cosine_schedule, load_checkpoint, make_loader, save_checkpoint
@@ -142,16 +143,6 @@ def test_history_is_the_mean_of_the_per_step_logs():
     assert history[1]["rows"] == pytest.approx((4 * 20 + 16) / 5)
 
 
-class _NanGradient(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return torch.full_like(grad, float("nan"))
-
-
 def _optimizer(kind, params):
     if kind == "adam-fused":
         return torch.optim.Adam(params, lr=0.01, fused=True)
@@ -171,7 +162,7 @@ def test_a_non_finite_step_stops_at_that_step_before_its_update(kind, log_every,
     def loss_fn(m, batch):
         loss, logs = _tensor_logs(m, batch)
         if trainer.step == bad:
-            loss = loss * float("nan") if what == "loss" else _NanGradient.apply(loss)
+            loss = loss * float("nan") if what == "loss" else NanGradient.apply(loss)
         return loss, logs
 
     states = {}
