@@ -47,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                   "auto-encoder) on SynthFace's true meshes",
                   "facelearn train mesh-decoder --preset quick --out facelearn/detection/checkpoints/mesh_decoder_quick.pt",
                   _cmd_train)
-    p.add_argument("--preset", default="quick", choices=["quick", "full"], help="decoder recipe (default quick)")
+    from facelearn.detection.mesh.decoder import PRESETS
+
+    p.add_argument("--preset", default="quick", choices=list(PRESETS), help="decoder recipe (default quick)")
     p.add_argument("--out", required=True, help="checkpoint file to write")
     p.add_argument("--epochs", type=cli_types.positive_int, help="override the preset's epochs")
     p.add_argument("--n-train", dest="n_train", type=cli_types.positive_int, help="override the number of training meshes")
