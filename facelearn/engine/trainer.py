@@ -33,6 +33,7 @@ from facelearn import runtime
 from facelearn.engine import distributed
 from facelearn.engine.checkpoint import (check_resumable, load_checkpoint, remove_stale_temporaries, rng_state,
                                         save_checkpoint, set_rng_state, sync_log)
+from facelearn.engine.logs import log_dtype
 from facelearn.errors import TrainingStopped
 
 LossFn = Callable[[nn.Module, Any], "tuple[torch.Tensor, dict[str, torch.Tensor | float]]"]
@@ -362,7 +363,7 @@ class Trainer:
         if self.checkpoint is not None and main and self.history:  # a kill after a checkpoint, before its log line
             sync_log(self.checkpoint.with_suffix(".log.jsonl"), [self._log_record(r, loader) for r in self.history])
         bar = tqdm(total=remaining * len(loader), desc="training", disable=not (progress and main and remaining))
-        sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64  # MPS has no float64
+        sum_dtype = log_dtype(self.device)
         while self.epoch < epochs:
             self._reseed(loader, self.epoch)
             sums: dict[str, torch.Tensor | float] = defaultdict(float)  # on the device for tensor logs
