@@ -41,7 +41,7 @@ $(BIN)/python:
 # ci/constraints.txt pins exact versions for CI and developers; pyproject.toml keeps lower bounds only.
 $(INSTALLED): pyproject.toml ci/constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c ci/constraints.txt -e '.[book,test]'
+	$(BIN)/python -m pip install -q -c ci/constraints.txt -e '.[book,test,fast]'
 	touch $@
 
 vendor: $(VENDORED)

@@ -18,19 +18,16 @@ pitch lifts the chin (face looks up), positive roll turns the face clockwise in 
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
-from collections import deque
-from itertools import repeat
 
 import cv2
 import numpy as np
 
 from facelearn.data.synthface.model import Expression, Identity, face_vertices
+from facelearn.data.synthface.raster import SHIFT, paint_polygons
 from facelearn.data.synthface.topology import TOPOLOGY
 
-_SHIFT = 4  # sub-pixel bits for cv2's polygon filling
-_ONE = 1 << _SHIFT
+_ONE = 1 << SHIFT
 _FRONT = np.clip(np.cos(TOPOLOGY.uv[:, 0]) * 3, 0, 1)
 #: vertices on the forehead that, with the 98 landmarks, define the face box
 FOREHEAD = np.flatnonzero((np.abs(TOPOLOGY.vertices[:, 1] + 5.0) < 0.9) & (np.abs(TOPOLOGY.uv[:, 0]) < 0.5))
@@ -158,18 +155,6 @@ def _poly(p: np.ndarray) -> np.ndarray:
     return np.rint(p * _ONE).astype(np.int32)  # np.round(·) with 0 decimals is np.rint
 
 
-class _Polygons(threading.local):
-    """A per-thread buffer for a face's triangles in painting order and one (3, 2) view of each of its rows,
-    made once: OpenCV takes a view as it takes a fresh array, without a new view per triangle and face."""
-
-    def __init__(self) -> None:
-        self.buffer = np.zeros((len(TOPOLOGY.triangles), 3, 2), np.int32)
-        self.views = list(self.buffer)
-
-
-_POLYGONS = _Polygons()
-
-
 def _norm(v: np.ndarray) -> float:
     """np.linalg.norm of a 1-D vector, computed as it computes it (√(v·v)) without its argument handling."""
     return math.sqrt(v.dot(v))
@@ -208,38 +193,38 @@ def _features(canvas, identity: Identity, pts, cam, k: float, unit: float):
         lid = -down * 0.3 * w
 
         def draw():
-            cv2.fillConvexPoly(canvas, _poly(c), _colour([235, 232, 225], k), cv2.LINE_8, _SHIFT)
+            cv2.fillConvexPoly(canvas, _poly(c), _colour([235, 232, 225], k), cv2.LINE_8, SHIFT)
             if opening > 0.15 * w:
                 centre, r = tuple(_poly(L[pupil])), 0.22 * w
-                cv2.circle(canvas, centre, int(r * _ONE), _colour(identity.iris, k), -1, cv2.LINE_8, _SHIFT)
-                cv2.circle(canvas, centre, int(0.45 * r * _ONE), (15, 15, 15), -1, cv2.LINE_8, _SHIFT)
+                cv2.circle(canvas, centre, int(r * _ONE), _colour(identity.iris, k), -1, cv2.LINE_8, SHIFT)
+                cv2.circle(canvas, centre, int(0.45 * r * _ONE), (15, 15, 15), -1, cv2.LINE_8, SHIFT)
                 upper, lower = c[[0, 1, 2, 3, 4]], c[[4, 5, 6, 7, 0]]  # repaint the lids over the iris' overflow
-                cv2.fillPoly(canvas, [_poly(np.concatenate([upper, upper[::-1] + lid]))], skin, cv2.LINE_8, _SHIFT)
-                cv2.fillPoly(canvas, [_poly(np.concatenate([lower, lower[::-1] - lid]))], skin, cv2.LINE_8, _SHIFT)
-            cv2.polylines(canvas, [_poly(c[0:5])], False, (30, 25, 25), line, cv2.LINE_8, _SHIFT)
+                cv2.fillPoly(canvas, [_poly(np.concatenate([upper, upper[::-1] + lid]))], skin, cv2.LINE_8, SHIFT)
+                cv2.fillPoly(canvas, [_poly(np.concatenate([lower, lower[::-1] - lid]))], skin, cv2.LINE_8, SHIFT)
+            cv2.polylines(canvas, [_poly(c[0:5])], False, (30, 25, 25), line, cv2.LINE_8, SHIFT)
         items.append((z[i0:i0 + 8].min() - 0.3, draw))
 
     def brow(i0):
         c = L[i0:i0 + 9]
         if _signed_area(c) > 0:
             items.append((z[i0:i0 + 9].min() - 0.3,
-                           lambda: cv2.fillPoly(canvas, [_poly(c)], _colour(identity.brow_colour, k), cv2.LINE_8, _SHIFT)))
+                           lambda: cv2.fillPoly(canvas, [_poly(c)], _colour(identity.brow_colour, k), cv2.LINE_8, SHIFT)))
 
     def mouth():
-        cv2.fillPoly(canvas, [_poly(L[76:88])], _colour(identity.lips, k), cv2.LINE_8, _SHIFT)
+        cv2.fillPoly(canvas, [_poly(L[76:88])], _colour(identity.lips, k), cv2.LINE_8, SHIFT)
         inner = L[88:96]
         if _signed_area(inner) > 0.9 * unit * unit:
-            cv2.fillPoly(canvas, [_poly(inner)], _colour([70, 25, 25], k), cv2.LINE_8, _SHIFT)
+            cv2.fillPoly(canvas, [_poly(inner)], _colour([70, 25, 25], k), cv2.LINE_8, SHIFT)
             teeth = np.concatenate([inner[0:5], inner[4::-1] + down * 0.45 * unit])
-            cv2.fillPoly(canvas, [_poly(teeth)], _colour([230, 225, 210], k), cv2.LINE_8, _SHIFT)
-        cv2.polylines(canvas, [_poly(L[88:93])], False, _colour(identity.lips, 0.55 * k), line, cv2.LINE_8, _SHIFT)
+            cv2.fillPoly(canvas, [_poly(teeth)], _colour([230, 225, 210], k), cv2.LINE_8, SHIFT)
+        cv2.polylines(canvas, [_poly(L[88:93])], False, _colour(identity.lips, 0.55 * k), line, cv2.LINE_8, SHIFT)
 
     def nostrils():
         for a, b in ((55, 56), (59, 58)):
             c = 0.4 * (L[a] + L[b]) + 0.2 * L[54]
             ax = max(0.28 * unit, 0.3)
             cv2.ellipse(canvas, tuple(_poly(c)), (int(ax * _ONE), int(0.6 * ax * _ONE)), 0, 0, 360,
-                        _colour(identity.skin, 0.35 * k), -1, cv2.LINE_8, _SHIFT)
+                        _colour(identity.skin, 0.35 * k), -1, cv2.LINE_8, SHIFT)
 
     def glasses():
         across = L[97] - L[96]
@@ -249,11 +234,11 @@ def _features(canvas, identity: Identity, pts, cam, k: float, unit: float):
                 continue
             axes = (int(2.0 * unit * _ONE * min(1.0, _norm(across) / (6.4 * unit) + 0.2)), int(1.45 * unit * _ONE))
             if identity.glasses == 2:
-                cv2.ellipse(canvas, tuple(_poly(L[eye_i])), axes, ang, 0, 360, (20, 20, 25), -1, cv2.LINE_8, _SHIFT)
+                cv2.ellipse(canvas, tuple(_poly(L[eye_i])), axes, ang, 0, 360, (20, 20, 25), -1, cv2.LINE_8, SHIFT)
             cv2.ellipse(canvas, tuple(_poly(L[eye_i])), axes, ang, 0, 360, _colour(identity.glasses_colour), line,
-                        cv2.LINE_8, _SHIFT)
+                        cv2.LINE_8, SHIFT)
         cv2.line(canvas, tuple(_poly(L[96] + 0.3 * across)), tuple(_poly(L[97] - 0.3 * across)),
-                 _colour(identity.glasses_colour), line, cv2.LINE_8, _SHIFT)
+                 _colour(identity.glasses_colour), line, cv2.LINE_8, SHIFT)
 
     eye(60, 96)
     eye(68, 97)
@@ -313,20 +298,11 @@ def draw_face(canvas: np.ndarray, identity: Identity, expression: Expression, po
     n_tri = len(shown)
     is_tri = order < n_tri
     tri_order = order[is_tri]
-    buffers = _POLYGONS
-    np.rint(p[np.flatnonzero(front)[tri_order]] * _ONE, out=buffers.buffer[:n_tri], casting="unsafe")  # _poly
-    polys = buffers.views
-    bgr = np.clip(tri_col[tri_order][:, ::-1], 0, 255).astype(np.int32).astype(np.float64)
-    cols = list(zip(*bgr.T.tolist()))  # whole grey levels as tuples of floats: OpenCV's quickest colour argument
-    # the features go between runs of triangles: run r is the triangles painted before the r-th feature
-    ends = np.flatnonzero(~is_tri) - np.arange(len(items))
-    fill, line8 = cv2.fillConvexPoly, cv2.LINE_8
-    start = 0
-    for end, item in zip([*ends.tolist(), n_tri], [*order[~is_tri].tolist(), None]):
-        deque(map(fill, repeat(canvas), polys[start:end], cols[start:end], repeat(line8), repeat(_SHIFT)), maxlen=0)
-        if item is not None:
-            items[item - n_tri][1]()
-        start = end
+    bgr = np.clip(tri_col[tri_order][:, ::-1], 0, 255).astype(np.uint8)
+    # the features go between runs of triangles: the r-th is drawn after the triangles painted before it
+    cuts = np.flatnonzero(~is_tri) - np.arange(len(items))
+    paint_polygons(canvas, p[np.flatnonzero(front)[tri_order]], bgr, cuts.tolist(),
+                   [items[i - n_tri][1] for i in order[~is_tri].tolist()])
     lm = pts[:98].copy()
     vis = np.ones(98, bool)
     if visibility != "none":
@@ -356,7 +332,7 @@ def _ear(canvas, cam, pts, side: int, colour, face_centre):
     outward -= along * (outward @ along)
     outward = outward / (_norm(outward) + 1e-9)
     oval = centre + outward * 0.12 * h + _COS9[:, None] * (outward * 0.22 * h) + _SIN9[:, None] * (along * 0.45 * h)
-    return cam[idx, 2].mean() + 0.8, lambda: cv2.fillConvexPoly(canvas, _poly(oval), colour, cv2.LINE_8, _SHIFT)
+    return cam[idx, 2].mean() + 0.8, lambda: cv2.fillConvexPoly(canvas, _poly(oval), colour, cv2.LINE_8, SHIFT)
 
 
 def _draw_body(canvas, pts, cam, pose, height, identity, clothes):
@@ -369,9 +345,9 @@ def _draw_body(canvas, pts, cam, pose, height, identity, clothes):
     neck = [chin + side * 3.0 * u - up * 4 * u, chin - side * 3.0 * u - up * 4 * u, chin - side * 3.2 * u + up * 6 * u,
             chin + side * 3.2 * u + up * 6 * u]
     neck, skin = _poly(np.array(neck)), _colour(identity.skin * 0.75)
-    cv2.fillConvexPoly(canvas, neck, skin, cv2.LINE_8, _SHIFT)
+    cv2.fillConvexPoly(canvas, neck, skin, cv2.LINE_8, SHIFT)
     sh = chin + up * 4.5 * u
     body = [sh + side * 4 * u, sh - side * 4 * u, sh - side * 11 * u + up * 5 * u, sh - side * 12 * u + up * 30 * u,
             sh + side * 12 * u + up * 30 * u, sh + side * 11 * u + up * 5 * u]
-    cv2.fillPoly(canvas, [_poly(np.array(body))], _colour(clothes), cv2.LINE_8, _SHIFT)
-    cv2.fillConvexPoly(canvas, neck, skin, cv2.LINE_8, _SHIFT)
+    cv2.fillPoly(canvas, [_poly(np.array(body))], _colour(clothes), cv2.LINE_8, SHIFT)
+    cv2.fillConvexPoly(canvas, neck, skin, cv2.LINE_8, SHIFT)
