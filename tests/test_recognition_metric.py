@@ -86,7 +86,8 @@ def test_center_loss_head_adds_lambda_times_center_term():
     head = metric.CenterLossHead(4, 3, lam=0.1)
     x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
     loss = head.eval()(x, y)
-    assert float(loss.detach()) == pytest.approx(head.last["softmax"] + 0.1 * head.last["center"], rel=1e-6)
+    softmax, center = (float(head.last[k]) for k in ("softmax", "center"))
+    assert float(loss.detach()) == pytest.approx(softmax + 0.1 * center, rel=1e-6)
 
 
 def test_triplet_categories_partition_the_valid_triplets():

@@ -25,14 +25,16 @@ class EmbeddingClassifier(nn.Module):
         return self.head(self.backbone(self.backbone.preprocess(images)), labels)
 
 
-def classification_step(model: EmbeddingClassifier, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-    """The ``loss_fn`` for :class:`facelearn.engine.Trainer`: loss and training accuracy of one batch."""
+def classification_step(model: EmbeddingClassifier,
+                        batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The ``loss_fn`` for :class:`facelearn.engine.Trainer`: loss and training accuracy of one batch
+    (images (N, C, H, W), labels (N,)); the accuracy a 0-d tensor on the batch's device."""
     images, labels = batch
     features = model.backbone(model.backbone.preprocess(images))
     loss = model.head(features, labels)
     with torch.no_grad():
         accuracy = (model.head.logits(features).argmax(1) == labels).float().mean()
-    return loss, {"accuracy": float(accuracy)}
+    return loss, {"accuracy": accuracy}
 
 
 @torch.no_grad()

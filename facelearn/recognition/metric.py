@@ -71,20 +71,21 @@ def triplet_categories(d: torch.Tensor, labels: torch.Tensor, margin: float = 0.
 
 
 def triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0.2, mining: Mining = "semihard",
-                 normalise: bool = True) -> tuple[torch.Tensor, dict[str, float]]:
+                 normalise: bool = True) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
     """Mean of max(0, ‖a − p‖² − ‖a − n‖² + α) over the mined triplets (FaceNet eq. (1)).
 
-    embeddings: (N, D), labels: (N,) → (scalar loss, logs with the triplet count and the fraction whose
-    loss is positive). Embeddings are L2-normalised first (FaceNet's embedding lives on the sphere).
+    embeddings: (N, D), labels: (N,) → (scalar loss, logs: ``triplets`` the number of mined triplets T, a
+    float, and ``active`` the fraction of them whose loss is positive, a 0-d tensor on the embeddings'
+    device). Embeddings are L2-normalised first (FaceNet's embedding lives on the sphere).
     """
     x = l2_normalise(embeddings.float()) if normalise else embeddings.float()
     d = pairwise_squared_distances(x)
     with torch.no_grad():
-        t = mine_triplets(d, labels, mining, margin)
+        t = mine_triplets(d, labels, mining, margin)  # (T, 3): knowing T waits for the device, this loss's one wait
     if len(t) == 0:
-        return x.sum() * 0.0, {"triplets": 0.0, "active": 0.0}
+        return x.sum() * 0.0, {"triplets": 0.0, "active": x.new_zeros(())}
     losses = F.relu(d[t[:, 0], t[:, 1]] - d[t[:, 0], t[:, 2]] + margin)
-    return losses.mean(), {"triplets": float(len(t)), "active": float((losses > 0).float().mean())}
+    return losses.mean(), {"triplets": float(len(t)), "active": (losses.detach() > 0).float().mean()}
 
 
 class CenterLoss(nn.Module):
@@ -111,8 +112,8 @@ class CenterLoss(nn.Module):
     @torch.no_grad()
     def update_centers(self, x: torch.Tensor, labels: torch.Tensor) -> None:
         """The center update of eq. (4) for one batch x (N, D), labels (N,)."""
-        n = len(self.centers)
-        counts = torch.bincount(labels, minlength=n).to(x.dtype)
+        # n_j by adding ones, not torch.bincount, whose length depends on max(labels): it would wait for the device
+        counts = x.new_zeros(len(self.centers)).index_add_(0, labels, x.new_ones(len(x)))
         sums = torch.zeros_like(self.centers).index_add_(0, labels, x)
         delta = (counts[:, None] * self.centers - sums) / (1.0 + counts[:, None])
         self.centers -= self.alpha * delta
@@ -121,7 +122,8 @@ class CenterLoss(nn.Module):
 class CenterLossHead(nn.Module):
     """Softmax + λ·center loss (Wen et al. 2016, eq. (5)); defaults λ = 0.003, α = 0.5 as in the paper.
 
-    (N, D), (N,) → scalar; ``logits(x)`` are the softmax logits; ``last`` holds the two terms for logging.
+    (N, D), (N,) → scalar; ``logits(x)`` are the softmax logits; ``last`` holds the two terms for logging
+    (detached 0-d tensors on the features' device).
     """
 
     def __init__(self, in_features: int, n_classes: int, lam: float = 0.003, alpha: float = 0.5) -> None:
@@ -129,12 +131,12 @@ class CenterLossHead(nn.Module):
         self.softmax = SoftmaxHead(in_features, n_classes)
         self.center = CenterLoss(in_features, n_classes, alpha)
         self.lam = lam
-        self.last: dict[str, float] = {}
+        self.last: dict[str, torch.Tensor] = {}
 
     def logits(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.softmax.logits(x)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         ls, lc = self.softmax(x, labels), self.center(x, labels)
-        self.last = {"softmax": float(ls.detach()), "center": float(lc.detach())}
+        self.last = {"softmax": ls.detach(), "center": lc.detach()}
         return ls + self.lam * lc

@@ -161,15 +161,16 @@ def mesh_decoder() -> MeshDecoder:
 
 def autoencoder_loss(colour_weight: float = 1.0):
     """``loss_fn(model, batch)`` for the Trainer: model is ``ModuleDict(encoder=, decoder=)``, batch a tuple
-    with (B, V, 6) meshes; L1 on normalised positions + colour_weight · L1 on colours."""
+    with (B, V, 6) meshes; L1 on normalised positions + colour_weight · L1 on colours, both logged (``xyz``,
+    ``rgb``: detached 0-d tensors on the meshes' device)."""
 
-    def loss_fn(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss_fn(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         meshes = batch[0].float()
         recon = model["decoder"](model["encoder"](meshes)).float()
         scale = model["decoder"].scale
         xyz = ((recon[..., :3] - meshes[..., :3]) / scale[:3]).abs().mean()
         rgb = (recon[..., 3:] - meshes[..., 3:]).abs().mean()
-        return xyz + colour_weight * rgb, {"xyz": float(xyz.detach()), "rgb": float(rgb.detach())}
+        return xyz + colour_weight * rgb, {"xyz": xyz.detach(), "rgb": rgb.detach()}
 
     return loss_fn
 
