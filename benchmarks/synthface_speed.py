@@ -5,8 +5,9 @@ Goal: ≥ 1,000 crops/s and ≥ 50 scenes/s per core.
     .venv/bin/python benchmarks/synthface_speed.py [--crops 200] [--scenes 20] [--repeats 5] [--workers 2]
 
 The previous renderer (each triangle filled by its own ``cv2.fillConvexPoly`` call, before the compiled fill
-of :mod:`facelearn.data.synthface.raster`) is kept below as reference functions; :func:`previous_renderer`
-swaps them into the SynthFace modules. Every item (a seeded crop or scene) is rendered by both, interleaved,
+of :mod:`facelearn.data.synthface.raster`; np.mean, np.linalg.det and the alignment's SVD bookkeeping as they
+were) is kept below as reference functions; :func:`previous_renderer` swaps them into the SynthFace modules and
+the alignment. Every item (a seeded crop or scene) is rendered by both, interleaved,
 and their bytes are compared. A rate is the number of items over the sum, item by item, of the smallest CPU
 time of this process over the repeats: on a shared, loaded machine the minimum approximates an idle core far
 better than wall time or a mean; the median rate is printed beside it. The bare fills of a crop's triangles
@@ -32,6 +33,7 @@ from itertools import repeat
 import cv2
 import numpy as np
 
+from facelearn.data import alignment as _alignment
 from facelearn.data.synthface import (TOPOLOGY, Expression, export_identities, export_widerface, render_identity_crop,
                                       render_scene, sample_identity)
 from facelearn.data.synthface import raster as _raster
@@ -111,8 +113,51 @@ def _draw_face_before(canvas, identity, expression, pose, centre, height, *, lig
     return _render.FaceRender(lm, vis, box, pts, cam[:, 2])
 
 
+
+def _colour_before(rgb, k: float = 1.0) -> tuple:
+    r, g, b = rgb
+    b, g, r = int(float(b) * k), int(float(g) * k), int(float(r) * k)
+    return (min(255, max(0, b)), min(255, max(0, g)), min(255, max(0, r)))
+
+
+def _ear_before(canvas, cam, pts, side, colour, face_centre):
+    idx = _render._EAR[side]
+    centre = pts[idx].mean(0)
+    low, high = _render._EAR_ENDS[side]
+    axis = pts[low] - pts[high]
+    h = max(_render._norm(axis), 1.0)
+    along = axis / h
+    outward = centre - face_centre
+    outward -= along * (outward @ along)
+    outward = outward / (_render._norm(outward) + 1e-9)
+    oval = (centre + outward * 0.12 * h + _render._COS9[:, None] * (outward * 0.22 * h)
+            + _render._SIN9[:, None] * (along * 0.45 * h))
+    return cam[idx, 2].mean() + 0.8, lambda: cv2.fillConvexPoly(canvas, _render._poly(oval), colour, cv2.LINE_8, 4)
+
+
+def _similarity_transform_before(src, dst):
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or src.shape[0] < 2:
+        raise ValueError(f"expected two (K, 2) point sets with K >= 2, got {src.shape} and {dst.shape}")
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s_c, d_c = src - mu_s, dst - mu_d
+    var_s = (s_c**2).sum() / len(src)
+    if var_s == 0:
+        raise ValueError("the source points coincide; no similarity transform is defined")
+    cov = d_c.T @ s_c / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    d = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[1, 1] = -1.0
+    rot = u @ d @ vt
+    scale = np.trace(np.diag(sig) @ d) / var_s
+    t = mu_d - scale * rot @ mu_s
+    return np.hstack([scale * rot, t[:, None]])
+
 _PREVIOUS = {  # module → {name: previous implementation}
-    _render: {"draw_face": _draw_face_before},
+    _render: {"draw_face": _draw_face_before, "_colour": _colour_before, "_ear": _ear_before},
+    _alignment: {"similarity_transform": _similarity_transform_before},
     _scenes: {"draw_face": _draw_face_before},
     _samplers: {"draw_face": _draw_face_before},
 }

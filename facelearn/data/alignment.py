@@ -29,20 +29,27 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     dst = np.asarray(dst, dtype=np.float64)
     if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or src.shape[0] < 2:
         raise ValueError(f"expected two (K, 2) point sets with K >= 2, got {src.shape} and {dst.shape}")
-    mu_s, mu_d = src.mean(0), dst.mean(0)
+    n = len(src)
+    mu_s, mu_d = src.sum(0) / n, dst.sum(0) / n  # np.mean's sum and division, without its overhead
     s_c, d_c = src - mu_s, dst - mu_d
-    var_s = (s_c**2).sum() / len(src)
+    var_s = (s_c**2).sum() / n
     if var_s == 0:
         raise ValueError("the source points coincide; no similarity transform is defined")
-    cov = d_c.T @ s_c / len(src)
+    cov = d_c.T @ s_c / n
     u, sig, vt = np.linalg.svd(cov)
-    d = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[1, 1] = -1.0
+    # D = diag(1, ±1): −1 where det(U)·det(Vᵀ) < 0 (both are ±1, so the 2×2 determinants' signs suffice)
+    reflect = (u[0, 0] * u[1, 1] - u[0, 1] * u[1, 0]) * (vt[0, 0] * vt[1, 1] - vt[0, 1] * vt[1, 0]) < 0
+    d = _REFLECTION if reflect else _IDENTITY
     rot = u @ d @ vt
-    scale = np.trace(np.diag(sig) @ d) / var_s
-    t = mu_d - scale * rot @ mu_s
-    return np.hstack([scale * rot, t[:, None]])
+    scale = (sig[0] + sig[1] * d[1, 1]) / var_s  # tr(ΣD)
+    matrix = np.empty((2, 3))
+    matrix[:, :2] = scale * rot
+    matrix[:, 2] = mu_d - scale * rot @ mu_s
+    return matrix
+
+
+_IDENTITY, _REFLECTION = np.eye(2), np.diag([1.0, -1.0])
+_IDENTITY.flags.writeable = _REFLECTION.flags.writeable = False
 
 
 def align_face(image: np.ndarray, points: np.ndarray, size: int = 112,

@@ -167,7 +167,7 @@ def _signed_area(p: np.ndarray) -> float:
 
 
 def _colour(rgb, k: float = 1.0) -> tuple:
-    r, g, b = rgb
+    r, g, b = rgb.tolist() if isinstance(rgb, np.ndarray) else rgb  # Python floats: quicker than NumPy scalars
     b, g, r = int(float(b) * k), int(float(g) * k), int(float(r) * k)
     return (min(255, max(0, b)), min(255, max(0, g)), min(255, max(0, r)))  # canvas is BGR
 
@@ -292,7 +292,7 @@ def draw_face(canvas: np.ndarray, identity: Identity, expression: Expression, po
     tri_col = _triangle_albedo(look, tri)[front] * intensity[:, None]
     k = float(ambient + (1 - ambient) * max(0.0, -light[2]) * 0.9)
     items = _features(canvas, identity, pts, cam, k, height / 16.3)
-    ear_colour, face_centre = _colour(identity.skin * 0.85, k), pts[:98].mean(0)
+    ear_colour, face_centre = _colour(identity.skin * 0.85, k), pts[:98].sum(0) / 98  # np.mean, quicker
     items += [_ear(canvas, cam, pts, side, ear_colour, face_centre) for side in (-1, 1)]
     order = np.argsort(-np.concatenate([depth, [d for d, _ in items]]), kind="stable")  # far to near
     n_tri = len(shown)
@@ -323,7 +323,7 @@ def _ear(canvas, cam, pts, side: int, colour, face_centre):
     """(depth, draw) for the ear on ``side`` (-1: the image-left side of a frontal face): an oval that sticks
     out sideways from the head's side vertices; face_centre: the mean of the 98 landmarks (2,)."""
     idx = _EAR[side]
-    centre = pts[idx].mean(0)
+    centre = pts[idx].sum(0) / len(idx)  # np.mean's sum and division, as below
     low, high = _EAR_ENDS[side]
     axis = pts[low] - pts[high]
     h = max(_norm(axis), 1.0)
@@ -332,7 +332,8 @@ def _ear(canvas, cam, pts, side: int, colour, face_centre):
     outward -= along * (outward @ along)
     outward = outward / (_norm(outward) + 1e-9)
     oval = centre + outward * 0.12 * h + _COS9[:, None] * (outward * 0.22 * h) + _SIN9[:, None] * (along * 0.45 * h)
-    return cam[idx, 2].mean() + 0.8, lambda: cv2.fillConvexPoly(canvas, _poly(oval), colour, cv2.LINE_8, SHIFT)
+    depth = cam[idx, 2].sum() / len(idx) + 0.8
+    return depth, lambda: cv2.fillConvexPoly(canvas, _poly(oval), colour, cv2.LINE_8, SHIFT)
 
 
 def _draw_body(canvas, pts, cam, pose, height, identity, clothes):
