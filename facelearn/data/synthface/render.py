@@ -133,16 +133,16 @@ def _project(identity: Identity, expression: Expression, pose, centre, height: f
     cam = v @ rotation(*pose).T
     cam[:, 2] += distance
     proj = cam[:, :2] / cam[:, 2:3]
-    bp = proj[_BOX_VERTS]
+    bp = proj.take(_BOX_VERTS, axis=0)  # proj[_BOX_VERTS]: take is the same gather, quicker
     lo, hi = bp.min(0), bp.max(0)
     scale = height / max(hi[1] - lo[1], 1e-9)
     pts = (proj - (lo + hi) / 2) * scale + np.asarray(centre, dtype=np.float64)
-    bp = pts[_BOX_VERTS]
+    bp = pts.take(_BOX_VERTS, axis=0)
     return pts, cam, np.concatenate([bp.min(0), bp.max(0)])
 
 
 def _shade(cam: np.ndarray, tri: np.ndarray, light: np.ndarray, ambient: float) -> tuple[np.ndarray, np.ndarray]:
-    corners = cam[tri]
+    corners = cam.take(tri, axis=0)  # cam[tri]
     a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
     u, v = (b - a).T, (c - a).T
     n = np.stack([u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]], axis=1)  # u × v
@@ -255,9 +255,9 @@ def _features(canvas, identity: Identity, pts, cam, k: float, unit: float):
 
 def _occluded(pts: np.ndarray, cam: np.ndarray, tri: np.ndarray, front: np.ndarray, query: np.ndarray) -> np.ndarray:
     """(len(query),) bool: the query vertices hidden behind a front-facing triangle (self-occlusion)."""
-    t = tri[front]
-    a, b, c = pts[t[:, 0]], pts[t[:, 1]], pts[t[:, 2]]
-    q = pts[query][:, None, :]
+    t = tri.take(np.flatnonzero(front), axis=0)  # tri[front]; take, as below, is the quicker gather
+    a, b, c = pts.take(t[:, 0], axis=0), pts.take(t[:, 1], axis=0), pts.take(t[:, 2], axis=0)
+    q = pts.take(query, axis=0)[:, None, :]
     v0, v1, v2 = b - a, c - a, q - a
     den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
     den = np.where(np.abs(den) < 1e-9, np.inf, den)
@@ -285,11 +285,12 @@ def draw_face(canvas: np.ndarray, identity: Identity, expression: Expression, po
     light = light / _norm(light)
     if clothes is not None:
         _draw_body(canvas, pts, cam, pose, height, identity, clothes)
-    p = pts[tri]
+    p = pts.take(tri, axis=0)  # pts[tri]; take, as below, is the same gather ~5x quicker
     front = ((p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 1, 1] - p[:, 0, 1]) * (p[:, 2, 0] - p[:, 0, 0])) > 0
-    shown = tri[front]  # only the front-facing triangles are shaded and drawn
+    shown_at = np.flatnonzero(front)
+    shown = tri.take(shown_at, axis=0)  # only the front-facing triangles are shaded and drawn
     intensity, depth = _shade(cam, shown, light, ambient)
-    tri_col = _triangle_albedo(look, tri)[front] * intensity[:, None]
+    tri_col = _triangle_albedo(look, tri).take(shown_at, axis=0) * intensity[:, None]
     k = float(ambient + (1 - ambient) * max(0.0, -light[2]) * 0.9)
     items = _features(canvas, identity, pts, cam, k, height / 16.3)
     ear_colour, face_centre = _colour(identity.skin * 0.85, k), pts[:98].sum(0) / 98  # np.mean, quicker
@@ -298,10 +299,10 @@ def draw_face(canvas: np.ndarray, identity: Identity, expression: Expression, po
     n_tri = len(shown)
     is_tri = order < n_tri
     tri_order = order[is_tri]
-    bgr = np.clip(tri_col[tri_order][:, ::-1], 0, 255).astype(np.uint8)
+    bgr = np.clip(tri_col.take(tri_order, axis=0)[:, ::-1], 0, 255).astype(np.uint8)
     # the features go between runs of triangles: the r-th is drawn after the triangles painted before it
     cuts = np.flatnonzero(~is_tri) - np.arange(len(items))
-    paint_polygons(canvas, p[np.flatnonzero(front)[tri_order]], bgr, cuts.tolist(),
+    paint_polygons(canvas, p.take(shown_at[tri_order], axis=0), bgr, cuts.tolist(),
                    [items[i - n_tri][1] for i in order[~is_tri].tolist()])
     lm = pts[:98].copy()
     vis = np.ones(98, bool)
