@@ -5,16 +5,17 @@ Goal: ≥ 1,000 crops/s and ≥ 50 scenes/s per core.
     .venv/bin/python benchmarks/synthface_speed.py [--crops 200] [--scenes 20] [--repeats 5] [--workers 2]
 
 The previous renderer (each triangle filled by its own ``cv2.fillConvexPoly`` call, before the compiled fill
-of :mod:`facelearn.data.synthface.raster`; np.mean, np.linalg.det and the alignment's SVD bookkeeping as they
-were) is kept below as reference functions; :func:`previous_renderer` swaps them into the SynthFace modules and
-the alignment. Every item (a seeded crop or scene) is rendered by both, interleaved,
-and their bytes are compared. A rate is the number of items over the sum, item by item, of the smallest CPU
-time of this process over the repeats: on a shared, loaded machine the minimum approximates an idle core far
-better than wall time or a mean; the median rate is printed beside it. The bare fills of a crop's triangles
-(one ``cv2.fillConvexPoly`` call each, and :func:`~facelearn.data.synthface.raster.paint_polygons`, nothing
-else) are the floors of the two ways of painting them; whether numba compiled the fill is printed. With
-``--workers N`` it also times the identity and WIDER exports (JPEG files included) with N worker processes
-against one, alternating, and prints the speed-up (bounded by the free cores).
+of :mod:`facelearn.data.synthface.raster`; row gathers by fancy indexing, np.mean, np.linalg.det and the
+alignment's SVD bookkeeping as they were) is kept below as reference functions; :func:`previous_renderer` swaps
+them into the SynthFace modules and the alignment. Every item (a seeded crop or scene) is rendered by both,
+interleaved, and their bytes are compared. A rate is the number of items over the sum, item by item, of the
+smallest CPU time of this process over the repeats: on a shared, loaded machine the minimum approximates an
+idle core far better than wall time or a mean; the median rate is printed beside it. The bare fills of a
+crop's triangles (one ``cv2.fillConvexPoly`` call each, and
+:func:`~facelearn.data.synthface.raster.paint_polygons`, nothing else) are the floors of the two ways of
+painting them; whether numba compiled the fill is printed. With ``--workers N`` it also times the identity
+and WIDER exports (JPEG files included) with N worker processes against one, alternating, and prints the
+speed-up (bounded by the free cores).
 """
 
 from __future__ import annotations
@@ -114,6 +115,48 @@ def _draw_face_before(canvas, identity, expression, pose, centre, height, *, lig
 
 
 
+def _project_before(identity, expression, pose, centre, height, distance, grow):
+    v = _render.face_vertices(identity, expression)
+    r = np.hypot(v[:, 0], v[:, 2] + 0.5) + 1e-6
+    v[:, 0] += grow * v[:, 0] / r
+    v[:, 2] += grow * (v[:, 2] + 0.5) / r
+    v[:, 1] -= grow * 0.6 * (v[:, 1] < -9)
+    cam = v @ _render.rotation(*pose).T
+    cam[:, 2] += distance
+    proj = cam[:, :2] / cam[:, 2:3]
+    bp = proj[_render._BOX_VERTS]
+    lo, hi = bp.min(0), bp.max(0)
+    scale = height / max(hi[1] - lo[1], 1e-9)
+    pts = (proj - (lo + hi) / 2) * scale + np.asarray(centre, dtype=np.float64)
+    bp = pts[_render._BOX_VERTS]
+    return pts, cam, np.concatenate([bp.min(0), bp.max(0)])
+
+
+def _shade_before(cam, tri, light, ambient):
+    corners = cam[tri]
+    a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
+    u, v = (b - a).T, (c - a).T
+    n = np.stack([u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]], axis=1)
+    n /= np.sqrt(n[:, 0] * n[:, 0] + n[:, 1] * n[:, 1] + n[:, 2] * n[:, 2])[:, None] + 1e-12
+    n *= -np.sign(n[:, 2:3] + 1e-12)
+    return ambient + (1 - ambient) * np.clip(n @ light, 0, 1), (a[:, 2] + b[:, 2] + c[:, 2]) / 3
+
+
+def _occluded_before(pts, cam, tri, front, query):
+    t = tri[front]
+    a, b, c = pts[t[:, 0]], pts[t[:, 1]], pts[t[:, 2]]
+    q = pts[query][:, None, :]
+    v0, v1, v2 = b - a, c - a, q - a
+    den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
+    den = np.where(np.abs(den) < 1e-9, np.inf, den)
+    u = (v2[..., 0] * v1[:, 1] - v1[:, 0] * v2[..., 1]) / den
+    w = (v0[:, 0] * v2[..., 1] - v2[..., 0] * v0[:, 1]) / den
+    inside = (u >= 0) & (w >= 0) & (u + w <= 1)
+    zt = cam[t[:, 0], 2] + u * (cam[t[:, 1], 2] - cam[t[:, 0], 2]) + w * (cam[t[:, 2], 2] - cam[t[:, 0], 2])
+    own = (t[None, :, :] == query[:, None, None]).any(-1)
+    return (inside & ~own & (zt < cam[query, 2][:, None] - 0.25)).any(1)
+
+
 def _colour_before(rgb, k: float = 1.0) -> tuple:
     r, g, b = rgb
     b, g, r = int(float(b) * k), int(float(g) * k), int(float(r) * k)
@@ -156,7 +199,8 @@ def _similarity_transform_before(src, dst):
     return np.hstack([scale * rot, t[:, None]])
 
 _PREVIOUS = {  # module → {name: previous implementation}
-    _render: {"draw_face": _draw_face_before, "_colour": _colour_before, "_ear": _ear_before},
+    _render: {"draw_face": _draw_face_before, "_colour": _colour_before, "_ear": _ear_before,
+              "_project": _project_before, "_shade": _shade_before, "_occluded": _occluded_before},
     _alignment: {"similarity_transform": _similarity_transform_before},
     _scenes: {"draw_face": _draw_face_before},
     _samplers: {"draw_face": _draw_face_before},
