@@ -5,12 +5,14 @@ ArcFace head against the one-hot formulation it replaced (time and memory).
     python benchmarks/recognition_heads.py --against-one-hot [--classes 100000] [--rounds 5]
 
 The first form prints one line per head: milliseconds per step and the ratio to softmax (book: "CosFace
-and ArcFace"). ``--against-one-hot`` times the ArcFace head (forward + backward of the cross-entropy)
-with the margin written into the N target logits (the library) and with the former formulation, an
-(N, C) one-hot mask and a ``torch.where`` over the whole matrix (kept below as the baseline); the two
-alternate, round after round, and the ratio is of the fastest round of each. It also prints the peak
-memory of the margin step beyond its input, in units of one (N, C) fp32 matrix, each measured in a fresh
-process (Linux's peak resident size, which follows large tensors since they are mapped and unmapped).
+and ArcFace"). ``--against-one-hot`` times the ArcFace head (forward + backward of the cross-entropy from
+the embeddings and the class weights) as the library computes it, the scale folded into the normalised
+features and the margin written into the N target logits in place, against the formulation it replaced
+(kept below as the baseline): autograd of ``F.normalize`` on both sides, the cosines clamped and scaled
+as an (N, C) matrix, an (N, C) one-hot mask and a ``torch.where`` over the whole matrix. The two
+alternate, round after round, and the ratio is of the fastest round of each. It also prints peak memory
+in units of one (N, C) fp32 matrix, each measured in a fresh process (Linux's peak resident size, which
+follows large tensors since they are mapped and unmapped).
 """
 
 from __future__ import annotations
@@ -35,33 +37,50 @@ def one_hot_margin_logits(head: ArcFaceHead, cos: torch.Tensor, labels: torch.Te
     return head.s * torch.where(mask, target.unsqueeze(1), cos)
 
 
+def _cosines(head: ArcFaceHead, x: torch.Tensor, one_hot: bool) -> torch.Tensor:
+    """The baseline's clamped cos θ (CosineLinear), or the library's unclamped s·cos θ: (N, D) → (N, C)."""
+    return head.cosine(x) if one_hot else head.scaled_cosine(x)
+
+
+def _margin(head: ArcFaceHead, cos: torch.Tensor, labels: torch.Tensor, one_hot: bool) -> torch.Tensor:
+    return one_hot_margin_logits(head, cos, labels) if one_hot else head.margin_logits(cos, labels)
+
+
 def _step(head: ArcFaceHead, x: torch.Tensor, labels: torch.Tensor, one_hot: bool) -> None:
-    cos = head.cosine(x)
-    logits = one_hot_margin_logits(head, cos, labels) if one_hot else head.margin_logits(cos, labels)
-    F.cross_entropy(logits, labels).backward()
+    F.cross_entropy(_margin(head, _cosines(head, x, one_hot), labels, one_hot), labels).backward()
 
 
-def _peak_memory(args: argparse.Namespace, one_hot: bool) -> tuple[float, float]:
-    """Peak memory beyond the (N, C) cosines of the margin's forward, and of the margin + cross-entropy
-    forward and backward, in (N, C) fp32 matrices."""
+def _peak_memory(args: argparse.Namespace, one_hot: bool) -> tuple[float, float, float]:
+    """Peak memory, in (N, C) fp32 matrices, of the cosines from (x, W) (Ŵ included), of the margin's
+    forward beyond the cosines, and of the whole step (cosines, margin, cross-entropy, backward)."""
     code = (f"import sys; sys.path.insert(0, {sys.path[0]!r}); from recognition_heads import _margin_peak; "
-            f"print(_margin_peak({args.batch}, {args.classes}, {one_hot}))")
+            f"print(_margin_peak({args.batch}, {args.classes}, {args.dim}, {one_hot}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return ast.literal_eval(out.strip().splitlines()[-1])
 
 
-def _margin_peak(n: int, c: int, one_hot: bool) -> tuple[float, float]:
+def _margin_peak(n: int, c: int, d: int, one_hot: bool) -> tuple[float, float, float]:
     torch.set_num_threads(1)
-    head = ArcFaceHead(8, c)
-    cos = torch.empty(n, c).uniform_(-1, 1).requires_grad_(True)
+    head = ArcFaceHead(d, c)
+    x = torch.randn(n, d, requires_grad=True)
     labels = torch.randint(0, c, (n,))
-    with open("/proc/self/clear_refs", "w") as fh:  # restart the peak (VmHWM) from the current size
-        fh.write("5")
-    before = _status_kib("VmRSS")
-    logits = one_hot_margin_logits(head, cos, labels) if one_hot else head.margin_logits(cos, labels)
-    forward = _status_kib("VmHWM") - before
+    matrices = 1024 / (n * c * 4)
+    start = _restart_peak()
+    cos = _cosines(head, x, one_hot)
+    cosines = (_status_kib("VmHWM") - start) * matrices
+    after_cosines = _restart_peak()
+    logits = _margin(head, cos, labels, one_hot)
+    margin = (_status_kib("VmHWM") - after_cosines) * matrices
+    del cos
     F.cross_entropy(logits, labels).backward()
-    return forward * 1024 / (n * c * 4), (_status_kib("VmHWM") - before) * 1024 / (n * c * 4)
+    return cosines, margin, (_status_kib("VmHWM") - start) * matrices
+
+
+def _restart_peak() -> int:
+    """Restart the peak resident size (VmHWM) from the current one, and return that (KiB)."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    return _status_kib("VmRSS")
 
 
 def _status_kib(field: str) -> int:
@@ -85,14 +104,16 @@ def against_one_hot(args: argparse.Namespace) -> None:
             best[one_hot] = min(best[one_hot], time.perf_counter() - start)
     print(f"ArcFace head, {args.batch} × {args.dim} embeddings, {args.classes} classes, fp32, "
           f"{torch.get_num_threads()} thread(s), device cpu; min of {args.rounds} alternating rounds")
-    print(f"  one-hot + torch.where (baseline): {best[True] * 1e3:8.1f} ms/step")
-    print(f"  target logits only (library):     {best[False] * 1e3:8.1f} ms/step  "
+    print(f"  one-hot + torch.where (baseline):       {best[True] * 1e3:8.1f} ms/step")
+    print(f"  s folded, targets in place (library):   {best[False] * 1e3:8.1f} ms/step  "
           f"{best[False] / best[True]:.3f}× the baseline (goal ≤ 0.9×)")
     if args.memory:
-        (new_fwd, new_step), (old_fwd, old_step) = _peak_memory(args, False), _peak_memory(args, True)
-        print("  peak memory beyond the cosines, in (N, C) fp32 matrices (the logits are 1):")
-        print(f"    margin forward:                     baseline {old_fwd:.2f}, library {new_fwd:.2f}")
-        print(f"    margin + cross-entropy, fwd + bwd:  baseline {old_step:.2f}, library {new_step:.2f}")
+        new, old = _peak_memory(args, False), _peak_memory(args, True)
+        print(f"  peak memory in (N, C) fp32 matrices (the logits are 1; Ŵ, the normalised (C, D) weights, "
+              f"is D/N = {args.dim / args.batch:.2f}):")
+        for name, a, b in zip(["cosines from x and W, forward", "margin forward, beyond the cosines",
+                               "whole step, forward + backward"], old, new):
+            print(f"    {name:36s} baseline {a:.2f}, library {b:.2f}")
 
 
 def every_head(args: argparse.Namespace) -> None:

@@ -253,18 +253,29 @@ def test_lsoftmax_with_m1_is_the_plain_linear_softmax():
     assert float(head(x, y).detach()) == pytest.approx(float(F.cross_entropy(x @ head.weight.T, y).detach()), rel=1e-5)
 
 
-# -- the target-only replacement against the one-hot formulation it replaced ------------------------------
+# -- the target-only, scale-folded margin against the plain one-hot formulation it replaced ----------------
 
-def _one_hot_replace(logits, labels, target, scale=1.0):
+def _plain_scaled_cosine(x, weight, s):
+    """The former cosines: autograd of F.normalize on both sides, the scale applied to the (N, C) product."""
+    return s * F.linear(F.normalize(x), F.normalize(weight))
+
+
+def _plain_take_targets(scores, labels):
+    return scores.gather(1, labels[:, None]).squeeze(1)
+
+
+def _one_hot_write(logits, labels, target, bound=None):
     """The former formulation: an (N, C) one-hot mask and a torch.where over the whole matrix."""
-    return scale * torch.where(F.one_hot(labels, logits.shape[1]).bool(), target.unsqueeze(1), logits)
+    logits = logits if bound is None else logits.clamp(-bound, bound)
+    return torch.where(F.one_hot(labels, logits.shape[1]).bool(), target.unsqueeze(1), logits)
 
 
 _EVERY_HEAD = {
     "cosface": lambda d, c: margins.CosFaceHead(d, c, 64.0, 0.35),
     "arcface": lambda d, c: margins.ArcFaceHead(d, c, 64.0, 0.5),
+    "arcface-s32": lambda d, c: margins.ArcFaceHead(d, c, 32.0, 0.5),
     "arcface-easy": lambda d, c: margins.ArcFaceHead(d, c, 64.0, 0.5, easy_margin=True),
-    "arcface-m1.2": lambda d, c: margins.ArcFaceHead(d, c, 30.0, 1.2),
+    "arcface-m1.2-s30": lambda d, c: margins.ArcFaceHead(d, c, 30.0, 1.2),
     "combined": lambda d, c: margins.CombinedMarginHead(d, c, 64.0, 1.0, 0.3, 0.2),
     "combined-m1": lambda d, c: margins.CombinedMarginHead(d, c, 32.0, 1.35, 0.5, 0.1),
     "sphereface": lambda d, c: margins.SphereFaceHead(d, c, 4, LambdaSchedule.constant(5.0)),
@@ -283,14 +294,25 @@ def _loss_and_grads(head, x, labels):
     return loss.detach(), x.grad, [p.grad.clone() for p in head.parameters()]
 
 
+def _assert_same(got, want, exact, what):
+    if exact:
+        assert torch.equal(got, want), what
+    else:  # s not a power of two: s·(x̂·ŵ) and (s·x̂)·ŵ round differently (the weights' gradient
+        # g − ŵ(ŵ·g) cancels, so a few ulps there become a relative 10⁻⁴)
+        torch.testing.assert_close(got, want, rtol=2e-4, atol=1e-5, msg=lambda m: f"{what}: {m}")
+
+
 @pytest.mark.parametrize("name", list(_EVERY_HEAD))
-def test_target_only_replacement_gives_the_one_hot_loss_and_gradients_bit_for_bit(name, monkeypatch):
+def test_margin_heads_give_the_one_hot_loss_and_gradients_bit_for_bit(name, monkeypatch):
+    """Every head against the formulation it replaced: F.normalize's autograd, the scale on the (N, C)
+    cosines, a torch.where over an (N, C) one-hot mask. Bit for bit where s is a power of two."""
     import copy
 
     gen = torch.Generator().manual_seed(sum(map(ord, name)))
     for trial in range(6):
         n, d, c = 1 + trial * 7, 8, 2 + trial * 9
         head = _EVERY_HEAD[name](d, c).train(trial % 2 == 0)
+        exact = math.log2(getattr(head, "s", 1.0)).is_integer()
         with torch.no_grad():
             for p in head.parameters():
                 p.copy_(torch.randn(p.shape, generator=gen))
@@ -300,27 +322,62 @@ def test_target_only_replacement_gives_the_one_hot_loss_and_gradients_bit_for_bi
         x = torch.randn(n, d, generator=gen)
         sign = torch.tensor([1.0, -1.0, 0.0]).repeat(n)[:n, None]
         x = (sign * 3.0 * F.normalize(weight.detach()[labels]) + 0.3 * x) * torch.rand(n, 1, generator=gen) * 4
+        if trial == 5 and exact:  # rows on their own or another class's weight: cos θ rounds to 1 or just
+            x[::3] = weight.detach()[labels[::3]] * 2.5  # past it (the clamp's kink, where only equal bits agree)
+            x[1::3] = weight.detach()[(labels[1::3] + 1) % c] * 2.5
         reference = copy.deepcopy(head)
         got = _loss_and_grads(head, x, labels)
         with monkeypatch.context() as patch:
-            patch.setattr(margins, "_replace_target", _one_hot_replace)
-            patch.setattr(beyond, "_replace_target", _one_hot_replace)
+            for module in (margins, beyond):
+                patch.setattr(module, "scaled_cosine", _plain_scaled_cosine)
+                patch.setattr(module, "take_targets", _plain_take_targets)
+                patch.setattr(module, "write_targets", _one_hot_write)
             want = _loss_and_grads(reference, x, labels)
-        assert torch.equal(got[0], want[0]), (name, trial, got[0], want[0])
-        assert torch.equal(got[1], want[1]), (name, trial)
+        _assert_same(got[0], want[0], exact, f"{name} {trial} loss")
+        _assert_same(got[1], want[1], exact, f"{name} {trial} grad x")
         for g, w in zip(got[2], want[2]):
-            assert torch.equal(g, w), (name, trial)
+            _assert_same(g, w, exact, f"{name} {trial} grad W")
         for b, r in zip(head.buffers(), reference.buffers()):
-            assert torch.equal(b, r)
+            _assert_same(b, r, exact, f"{name} {trial} buffers")
 
 
-def test_target_only_replacement_writes_the_targets_and_passes_gradcheck():
-    logits = torch.randn(4, 6, requires_grad=True)
+@pytest.mark.parametrize("s", [1.0, 32.0, 64.0, 30.0])
+def test_scaled_cosine_is_s_times_the_cosine_and_its_backward_that_of_f_normalize(s):
+    gen = torch.Generator().manual_seed(int(s))
+    x, w = torch.randn(9, 16, generator=gen) * 3, torch.randn(40, 16, generator=gen) * 0.01
+    w[7] = 0.0  # a zero row stays zero, with no NaN
+    w[8] *= 1e-12  # a row shorter than ε: divided by ε, no gradient through its norm
+    g = torch.randn(9, 40, generator=gen)
+    xa, wa = x.clone().requires_grad_(), w.clone().requires_grad_()
+    got = margins.scaled_cosine(xa, wa, s)
+    got.backward(g)
+    xb, wb = x.clone().requires_grad_(), w.clone().requires_grad_()
+    want = s * (F.normalize(xb) @ F.normalize(wb).T)
+    want.backward(g)
+    exact = math.log2(s).is_integer()
+    for a, b, what in [(got, want, "s·cos"), (xa.grad, xb.grad, "grad x"), (wa.grad, wb.grad, "grad W")]:
+        _assert_same(a.detach(), b.detach(), exact, what)
+    unit = margins._UnitRows.apply(wa.detach().double().requires_grad_(), 1e-12)
+    assert torch.equal(unit, F.normalize(w.double()))
+    assert torch.autograd.gradcheck(lambda v: margins._UnitRows.apply(v, 1e-12),
+                                    (torch.randn(5, 3, dtype=torch.float64, requires_grad=True),))
+
+
+@pytest.mark.parametrize("outside", [False, True])
+def test_take_and_write_targets_match_gather_clamp_and_where_and_pass_gradcheck(outside):
     labels = torch.tensor([5, 0, 2, 2])
-    target = torch.randn(4, requires_grad=True)
-    out = margins._replace_target(logits, labels, target, 3.0)
-    want = 3.0 * logits.detach().clone()
-    want[torch.arange(4), labels] = 3.0 * target.detach()
-    assert torch.equal(out.detach(), want)
-    assert torch.autograd.gradcheck(lambda a, t: margins._replace_target(a, labels, t, 3.0),
-                                    (logits.double().detach().requires_grad_(), target.double().detach().requires_grad_()))
+    scores = torch.randn(4, 6, dtype=torch.float64) * (3.0 if outside else 0.3)
+    scores[0, 1], scores[1, 0] = 1.0, -1.0  # on the bounds (a target among them): torch.clamp passes no gradient
+    target = torch.randn(4, dtype=torch.float64)
+    g = torch.randn(4, 6, dtype=torch.float64)
+    got, want = [scores.clone().requires_grad_() for _ in range(2)]
+    out = margins.write_targets(got * 1.0, labels, margins.take_targets(got, labels) ** 2 + target, 1.0)
+    (out * g).sum().backward()
+    ref = _one_hot_write(want, labels, _plain_take_targets(want, labels) ** 2 + target, 1.0)
+    (ref * g).sum().backward()
+    assert torch.equal(out.detach(), ref.detach()) and torch.equal(got.grad, want.grad)
+    away = torch.where((scores.abs() - 1.0).abs() < 0.1, 0.5, scores)  # gradcheck away from the clamp's kinks
+    for bound in (None, 1.0):
+        assert torch.autograd.gradcheck(
+            lambda v, t: margins.write_targets(v * 1.0, labels, margins.take_targets(v, labels) * t, bound),
+            (away.clone().requires_grad_(), target.clone().requires_grad_()))

@@ -12,7 +12,8 @@ import math
 
 import torch
 
-from facelearn.recognition.margins import ArcFaceHead, MarginHead, _angle, _replace_target, arcface_psi
+from facelearn.recognition.margins import (ArcFaceHead, MarginHead, _angle, arcface_psi, scaled_cosine, take_targets,
+                                           write_targets)
 from facelearn.recognition.normalisation import CosineLinear
 
 
@@ -30,8 +31,15 @@ class SubCenterArcFaceHead(ArcFaceHead):
 
     def logits(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):
-            cos = self.cosine(x.float()).view(len(x), self.n_classes, self.k).amax(dim=2)
-            return self.s * cos if labels is None else self.margin_logits(cos, labels)
+            if labels is None:
+                return self.s * self.cosine(x.float()).view(len(x), self.n_classes, self.k).amax(dim=2)
+            return self.margin_logits(self.scaled_cosine(x.float()), labels)
+
+    def scaled_cosine(self, x: torch.Tensor) -> torch.Tensor:
+        """s·max_k cos θ_{j,k}: (N, D) → (N, C), not yet clamped. (``max`` keeps the index of the closest
+        sub-centre, not its values, for the backward, so the margin can be written into the result.)"""
+        scaled = scaled_cosine(x, self.cosine.weight.float(), self.s)
+        return scaled.view(len(x), self.n_classes, self.k).max(dim=2).values
 
 
 class CurricularFaceHead(MarginHead):
@@ -51,15 +59,16 @@ class CurricularFaceHead(MarginHead):
     def psi(self, cos_target: torch.Tensor) -> torch.Tensor:
         return arcface_psi(cos_target, self.m)
 
-    def margin_logits(self, cos: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        cos_y = cos.gather(1, labels[:, None]).squeeze(1)
+    def margin_logits(self, scaled: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        cos = scaled.clamp(-self.s, self.s) / self.s
+        cos_y = take_targets(cos, labels)
         target = self.psi(cos_y)
         if self.training:
             with torch.no_grad():
                 self.t.mul_(1 - self.momentum).add_(self.momentum * cos_y.mean())
         hard = cos > target.detach()[:, None]
-        modulated = torch.where(hard, cos * (self.t + cos), cos)
-        return _replace_target(modulated, labels, target, self.s)
+        modulated = self.s * torch.where(hard, cos * (self.t + cos), cos)
+        return write_targets(modulated, labels, self.s * target)
 
 
 class AdaFaceHead(MarginHead):
@@ -96,12 +105,11 @@ class AdaFaceHead(MarginHead):
     def logits(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):
             x = x.float()
-            cos = self.cosine(x)
             if labels is None:
-                return self.s * cos
+                return self.s * self.cosine(x)
             self._zhat = self.quality(x.norm(dim=1))
             try:
-                return self.margin_logits(cos, labels)
+                return self.margin_logits(self.scaled_cosine(x), labels)
             finally:
                 self._zhat = None
 

@@ -5,6 +5,10 @@ Each head holds the class weights and maps (embeddings (N, D), labels (N,)) to a
 without labels, the plain logits used for prediction). The target-logit functions ψ are exposed as
 plain functions of cos θ so that the chapters can plot them and the tests can check them.
 
+With labels, the normalised-weight heads compute s·cos θ with s folded into the N normalised features,
+read the N target cosines, and write ψ and the clamp into the (N, C) matrix in place (:func:`take_targets`,
+:func:`write_targets`): no (N, C) one-hot mask and no second (N, C) matrix.
+
 All margin arithmetic runs in fp32 with autocast switched off: under bf16/fp16 the cosine of a small
 angle rounds to 1 and the margin would vanish or produce NaN gradients.
 """
@@ -17,8 +21,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
-from facelearn.recognition.normalisation import CosineLinear
+from facelearn.recognition.normalisation import CosineLinear, l2_normalise
 
 _MIN_SIN = 1e-6  # floor on sin θ in derivatives: |dθ/dcos| = 1/sin θ ≤ 10⁶ at θ = 0 and π
 
@@ -128,34 +133,101 @@ class LambdaSchedule:
         return cls(value, 0.0, 1.0, value)
 
 
-class _ReplaceTarget(torch.autograd.Function):
-    """scale·logits with entry (i, labels[i]) replaced by scale·target[i], touching only those N entries.
+class _UnitRows(torch.autograd.Function):
+    """Ŵ = W / max(‖W_j‖, ε) row by row: ``F.normalize(W, dim=1)`` bit for bit, forward and backward.
 
-    Forward writes the N targets into one fresh (N, C) tensor; backward is the same in reverse: the
-    logits' gradient is scale·grad with the target entries zeroed (they were overwritten), the targets'
-    gradient is scale·grad at those entries. No (N, C) mask and no second (N, C) temporary.
+    Autograd of F.normalize differentiates a division by the norm broadcast to the whole (C, D) matrix and
+    builds several (C, D) temporaries (the divisor's square, a negation, the expanded quotients); here the
+    same products and sums are taken in the same order on (C, 1) divisors, so the gradient is the same
+    number with fewer passes over W: ∂L/∂W_j = g_j / d_j − Ŵ_j·Σ_k g_jk Ŵ_jk / d_j, d_j = max(‖W_j‖, ε)
+    (the second term only where ‖W_j‖ ≥ ε). W: (C, D) → Ŵ: (C, D).
+    """
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        norm = torch.linalg.vector_norm(weight, dim=1, keepdim=True)
+        denom = norm.clamp_min(eps)
+        unit = weight / denom
+        ctx.save_for_backward(unit, norm, denom)
+        ctx.eps = eps
+        return unit
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        unit, norm, denom = ctx.saved_tensors
+        grad_denom = unit.div(denom).mul_(grad).sum(1, keepdim=True).neg_()
+        grad_norm = torch.where(norm >= ctx.eps, grad_denom, 0.0)  # the clamp at ε passes no gradient
+        return (grad / denom).add_(unit * grad_norm), None
+
+
+def scaled_cosine(x: torch.Tensor, weight: torch.Tensor, s: float) -> torch.Tensor:
+    """s·cos θ = (s·x̂) Ŵᵀ, not yet clamped to [−s, s]: x (N, D), weight (C, D) → (N, C) (chapter "CosFace
+    and ArcFace": the scale s of normalised features and weights).
+
+    The scale rides on the N normalised features instead of the N × C products; for s a power of two, as
+    32 and 64, the two are the same number (multiplying by 2^k is exact), otherwise they differ by rounding.
+    """
+    return F.linear(s * l2_normalise(x), _UnitRows.apply(weight, 1e-12))
+
+
+class _TargetEntries(torch.autograd.Function):
+    """scores[i, labels[i]]: (N, C), (N,) → (N,). Unlike ``torch.gather`` it keeps none of the scores for the
+    backward (which needs only their shape), so that :func:`write_targets` may overwrite them in place."""
+
+    @staticmethod
+    def forward(ctx, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(labels)
+        ctx.shape = scores.shape
+        return scores.gather(1, labels[:, None]).squeeze(1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (labels,) = ctx.saved_tensors
+        return grad.new_zeros(ctx.shape).scatter_(1, labels[:, None], grad[:, None]), None
+
+
+class _WriteTargets(torch.autograd.Function):
+    """logits (N, C) clamped to [−bound, bound] with entry (i, labels[i]) overwritten by target[i], in place.
+
+    Backward: the logits' gradient where −bound < logit < bound (``torch.clamp``'s gradient, zero on the
+    bounds; read off the clamped logits, which are inside exactly where the unclamped ones were), zeroed at
+    the N targets (they were overwritten); the targets' gradient read off those entries. No (N, C) one-hot
+    mask and no second (N, C) matrix. ``bound=None``: no clamp.
     """
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor,
-                scale: float) -> torch.Tensor:
-        ctx.save_for_backward(labels)
-        ctx.scale = scale
-        out = logits * scale
-        return out.scatter_(1, labels[:, None], (target * scale).to(out.dtype)[:, None])
+                bound: float | None) -> torch.Tensor:
+        if bound is not None:
+            logits.clamp_(-bound, bound)
+        logits.scatter_(1, labels[:, None], target.to(logits.dtype)[:, None])
+        ctx.mark_dirty(logits)
+        ctx.save_for_backward(labels, logits if bound is not None else None)
+        ctx.bound = bound
+        return logits
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, torch.Tensor, None]:
-        (labels,) = ctx.saved_tensors
-        grad_target = grad.gather(1, labels[:, None]).squeeze(1) * ctx.scale
-        grad_logits = (grad * ctx.scale).scatter_(1, labels[:, None], 0.0)
-        return grad_logits, None, grad_target, None
+        labels, logits = ctx.saved_tensors
+        grad_target = grad.gather(1, labels[:, None]).squeeze(1)
+        if ctx.bound is None:
+            return grad.scatter(1, labels[:, None], 0.0), None, grad_target, None
+        inside = torch.ops.aten.hardtanh_backward(grad, logits, -ctx.bound, ctx.bound)
+        return inside.scatter_(1, labels[:, None], 0.0), None, grad_target, None
 
 
-def _replace_target(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor,
-                    scale: float = 1.0) -> torch.Tensor:
-    """scale·logits (N, C) with column labels[i] of row i replaced by scale·target[i] (target: (N,))."""
-    return _ReplaceTarget.apply(logits, labels, target, scale)
+def take_targets(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each row's target entry scores[i, labels[i]]: (N, C), (N,) → (N,); ``scores`` may be overwritten later."""
+    return _TargetEntries.apply(scores, labels)
+
+
+def write_targets(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor,
+                  bound: float | None = None) -> torch.Tensor:
+    """logits (N, C), clamped to [−bound, bound], with logits[i, labels[i]] = target[i] (target: (N,)); in place."""
+    return _WriteTargets.apply(logits, labels, target, bound)
 
 
 class MarginHead(nn.Module):
@@ -172,16 +244,22 @@ class MarginHead(nn.Module):
     def psi(self, cos_target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def margin_logits(self, cos: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """(N, C) cosines and labels → (N, C) logits with the margin on the targets (the head's formula)."""
-        target = self.psi(cos.gather(1, labels[:, None]).squeeze(1))
-        return _replace_target(cos, labels, target, self.s)
+    def scaled_cosine(self, x: torch.Tensor) -> torch.Tensor:
+        """s·cos θ (N, C) of fp32 embeddings (N, D), not yet clamped (see :func:`scaled_cosine`)."""
+        return scaled_cosine(x, self.cosine.weight.float(), self.s)
+
+    def margin_logits(self, scaled: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """s·cos θ (N, C) from :meth:`scaled_cosine` and labels → (N, C) logits with the margin on the targets
+        (the head's formula), written into ``scaled`` itself: no second (N, C) matrix."""
+        cos_target = take_targets(scaled, labels).clamp(-self.s, self.s) / self.s
+        return write_targets(scaled, labels, self.s * self.psi(cos_target), self.s)
 
     def logits(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (N, C): with the margin when ``labels`` are given, else s·cos θ."""
         with torch.autocast(x.device.type, enabled=False):
-            cos = self.cosine(x.float())
-            return self.s * cos if labels is None else self.margin_logits(cos, labels)
+            if labels is None:
+                return self.s * self.cosine(x.float())
+            return self.margin_logits(self.scaled_cosine(x.float()), labels)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of the margin logits: (N, D), (N,) → scalar."""
@@ -272,8 +350,8 @@ class LSoftmaxHead(_AnnealedHead):
             if labels is None:
                 return plain
             norms = x.norm(dim=1) * w[labels].norm(dim=1)
-            cos = (plain.gather(1, labels[:, None]).squeeze(1) / norms.clamp_min(1e-12)).clamp(-1.0, 1.0)
-            return _replace_target(plain, labels, self._blend(cos, norms))
+            cos = (take_targets(plain, labels) / norms.clamp_min(1e-12)).clamp(-1.0, 1.0)
+            return write_targets(plain, labels, self._blend(cos, norms))
 
 
 class SphereFaceHead(_AnnealedHead):
@@ -288,8 +366,7 @@ class SphereFaceHead(_AnnealedHead):
         with torch.autocast(x.device.type, enabled=False):
             x = x.float()
             norm = x.norm(dim=1)
-            cos = self.cosine(x)
-            plain = norm[:, None] * cos
             if labels is None:
-                return plain
-            return _replace_target(plain, labels, self._blend(cos.gather(1, labels[:, None]).squeeze(1), norm))
+                return norm[:, None] * self.cosine(x)
+            cos = scaled_cosine(x, self.cosine.weight.float(), 1.0).clamp(-1.0, 1.0)
+            return write_targets(norm[:, None] * cos, labels, self._blend(take_targets(cos, labels), norm))
