@@ -1,62 +1,148 @@
-"""ONNX Runtime against PyTorch for inference (book chapter "A face recognition system", deploying): ``detect``
-end to end on one 640×480 image (network, decoding, NMS), PFLD on a batch of 32 crops and the recognition
-network on a batch of 64 aligned crops — the shipped quick models, one thread, the two runtimes interleaved
-round by round, the median of ``--repeats`` rounds. Prints each ratio ONNX Runtime / PyTorch; not a test.
+"""ONNX Runtime against eager PyTorch for inference (book chapter "A face recognition system", deploying), the
+shipped quick models on the CPU, at 1 and 2 threads (``torch.set_num_threads`` and ONNX Runtime's intra-op
+threads alike), the two runtimes alternating round by round, the minimum of ``--repeats`` rounds:
 
-    python benchmarks/onnx_runtime_speed.py [--repeats 20]
+- ``facelearn detect`` per image, end to end: read a 640×480 JPEG of a SynthFace group photo, ``detect`` with
+  the CLI's defaults (the pyramid the image size chooses, its passes preprocessed, the network, decoding, NMS;
+  ``--threshold`` changes the score threshold for both runtimes), write the WIDER prediction file; the two
+  runtimes' detections are checked equal (within 1e-4) first;
+- the detector's network alone on the same preprocessed pyramid passes, and what lies outside it (the end to
+  end time minus the network's; the same code for both runtimes);
+- PFLD on a batch of 32 crops, the recognition network on a batch of 64 aligned crops.
+
+Eager runs under ``torch.inference_mode``. Prints the versions, the CPU, each ratio ONNX Runtime / PyTorch;
+not a test.
+
+    python benchmarks/onnx_runtime_speed.py [--repeats 20] [--threads 1 2] [--threshold 0.02] [--only-detect]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import platform
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
 from facelearn import pipeline
+from facelearn.data.synthface.people import render_people_scene, sample_people
+from facelearn.detection.evaluation import write_prediction_file
 from facelearn.detection.postprocess import detect
+from facelearn.detection.training import read_rgb
 from facelearn.onnx_export import with_runtime
 
 PACKAGE = Path(pipeline.__file__).parent
 CHECKPOINTS = {"detection": "detection/checkpoints/retinaface_mnet025_quick.pt",
                "recognition": "recognition/checkpoints/quick-arcface.pt",
                "landmarks": "landmarks/checkpoints/pfld-quick.pt"}
+NMS = 0.4  # `facelearn detect`'s default
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def detect_image(model: torch.nn.Module, path: Path, out: Path, threshold: float) -> np.ndarray:
+    """What ``facelearn detect --threshold T`` does for one image → the written rows, x y w h score."""
+    det = detect(model, read_rgb(path), score_threshold=threshold, nms_iou=NMS)
+    b = det.boxes.numpy()
+    xywh = np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
+    write_prediction_file(out / f"{path.stem}.txt", path.stem, xywh, det.scores.numpy())
+    return np.concatenate([xywh, det.scores.numpy()[:, None]], axis=1)
+
+
+def pyramid_inputs(model: torch.nn.Module, path: Path, out: Path, threshold: float) -> list[torch.Tensor]:
+    """The preprocessed inputs ``detect`` gives the network for the image at ``path``, one per pass (recorded
+    while :func:`detect_image` writes to ``out``)."""
+    passes: list[torch.Tensor] = []
+    hook = model.register_forward_pre_hook(lambda _, args: passes.append(args[0].clone()))
+    with torch.inference_mode():
+        detect_image(model, path, out, threshold)
+    hook.remove()
+    return passes
+
+
+def alternate(work: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Each callable once to warm up, then ``repeats`` rounds of all in turn → the minimum seconds of each."""
+    times: dict[str, list[float]] = {k: [] for k in work}
+    with torch.inference_mode():
+        for fn in work.values():
+            fn()
+        for _ in range(repeats):
+            for k, fn in work.items():
+                t = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t)
+    return {k: min(v) for k, v in times.items()}
+
+
+def line(threads: int, what: str, t: dict[str, float]) -> str:
+    return (f"{threads} thread{'s' if threads > 1 else ' '} {what:52s} torch {t['torch'] * 1e3:8.2f} ms  "
+            f"onnxruntime {t['onnxruntime'] * 1e3:8.2f} ms  ratio {t['onnxruntime'] / t['torch']:.3f}")
+
+
+def bench_detector(threads: int, repeats: int, image: Path, folder: Path, threshold: float) -> None:
+    model, _ = pipeline.load_model("detection", PACKAGE / CHECKPOINTS["detection"])
+    runtimes = {"torch": model, "onnxruntime": with_runtime(model, "detection", None, "onnxruntime", threads)}
+    with torch.inference_mode():
+        rows = {k: detect_image(m, image, folder / k, threshold) for k, m in runtimes.items()}
+    assert rows["torch"].shape == rows["onnxruntime"].shape and len(rows["torch"]) > 0
+    assert np.abs(rows["torch"] - rows["onnxruntime"]).max() < 1e-4, "the runtimes' detections differ"
+    passes = pyramid_inputs(model, image, folder / "torch", threshold)
+    both = alternate({k: (lambda m=m, k=k: detect_image(m, image, folder / k, threshold))
+                      for k, m in runtimes.items()}
+                     | {f"net {k}": (lambda m=m: [m(x) for x in passes]) for k, m in runtimes.items()}, repeats)
+    end_to_end = {k: both[k] for k in runtimes}
+    net = {k: both[f"net {k}"] for k in runtimes}
+    largest = f"{passes[0].shape[-1]}×{passes[0].shape[-2]}"
+    print(line(threads, f"facelearn detect per image ({len(rows['torch'])} detections)", end_to_end))
+    print(line(threads, f"  network alone ({len(passes)} passes, largest {largest})", net))
+    print(line(threads, "  outside the network (same code)", {k: end_to_end[k] - net[k] for k in runtimes}))
+
+
+def bench_crops(task: str, threads: int, repeats: int) -> None:
+    model, size = pipeline.load_model(task, PACKAGE / CHECKPOINTS[task])
+    runtimes = {"torch": model, "onnxruntime": with_runtime(model, task, size, "onnxruntime", threads)}
+    x = torch.rand(64 if task == "recognition" else 32, 3, size, size, generator=torch.Generator().manual_seed(0))
+    t = alternate({k: (lambda m=m: m(x)) for k, m in runtimes.items()}, repeats)
+    print(line(threads, f"{model.__class__.__name__} forward, batch {len(x)} × {size}²", t))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--threshold", type=float, default=0.02, help="detect's score threshold (the CLI's default)")
+    parser.add_argument("--only-detect", action="store_true", help="skip PFLD and the recognition network")
     args = parser.parse_args()
-    torch.set_num_threads(1)
     import onnxruntime
 
     rng = np.random.default_rng(0)
-    image = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
-    print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, 1 thread, CPU, median of {args.repeats}")
-    for task, path in CHECKPOINTS.items():
-        model, size = pipeline.load_model(task, PACKAGE / path)
-        runtimes = {"torch": model, "onnxruntime": with_runtime(model, task, size, "onnxruntime")}
-        if task == "detection":
-            work = {k: (lambda m=m: detect(m, image, score_threshold=0.5)) for k, m in runtimes.items()}
-            what = "detect() on 640×480"
-        else:
-            x = torch.rand(64 if task == "recognition" else 32, 3, size, size)
-            work = {k: (lambda m=m: m(x)) for k, m in runtimes.items()}
-            what = f"{model.__class__.__name__} forward, batch {len(x)} × {size}²"
-        times: dict[str, list[float]] = {k: [] for k in work}
-        with torch.no_grad():
-            for k in work:
-                work[k]()  # warm-up
-            for _ in range(args.repeats):
-                for k, fn in work.items():
-                    t = time.perf_counter()
-                    fn()
-                    times[k].append(time.perf_counter() - t)
-        t_torch, t_ort = (statistics.median(times[k]) * 1e3 for k in ("torch", "onnxruntime"))
-        print(f"{task:12s} {what:40s} torch {t_torch:8.2f} ms  onnxruntime {t_ort:8.2f} ms  ratio {t_ort / t_torch:.2f}")
+    scene, _ = render_people_scene(rng, sample_people(rng, 6), list(range(6)), width=640, height=480)
+    with tempfile.TemporaryDirectory() as tmp:
+        image = Path(tmp) / "group.jpg"
+        cv2.imwrite(str(image), scene)
+        print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, CPU ({cpu_name()}), "
+              f"min of {args.repeats} alternating rounds; detector: retinaface-mobilenet0.25 "
+              f"({CHECKPOINTS['detection']}) on a 640×480 JPEG, threshold {args.threshold}, NMS {NMS}")
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            bench_detector(threads, args.repeats, image, Path(tmp), args.threshold)
+            if not args.only_detect:
+                for task in ("landmarks", "recognition"):
+                    bench_crops(task, threads, args.repeats)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("onnxruntime", reason="the ONNX Runtime path needs the test extra (onnx, onnxruntime)")
+onnxruntime = pytest.importorskip("onnxruntime", reason="the ONNX Runtime path needs the test extra (onnx, onnxruntime)")
 
 from facelearn import pipeline as P  # noqa: E402
 from facelearn.cli import main  # noqa: E402
@@ -46,6 +46,33 @@ def test_the_runtime_model_gives_the_eager_outputs_in_the_same_structure():
                                                                     pfld(crops)))
     with pytest.raises(ValueError, match="unknown runtime"):
         with_runtime(pfld, "landmarks", size, "tensorrt")
+
+
+def test_the_session_runs_every_optimisation_with_the_threads_asked_for():
+    pfld, size = P.load_model("landmarks", PFLD)
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)  # the default follows PyTorch's thread count
+            options = with_runtime(pfld, "landmarks", size, "onnxruntime").session.get_session_options()
+            assert options.intra_op_num_threads == threads
+    finally:
+        torch.set_num_threads(before)
+    options = with_runtime(pfld, "landmarks", size, "onnxruntime", threads=3).session.get_session_options()
+    assert options.intra_op_num_threads == 3 and options.inter_op_num_threads == 1
+    assert options.graph_optimization_level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_train_and_eval_leave_the_stand_in_model_and_the_graph_in_eval_mode():
+    detector, _ = P.load_model("detection", DETECTOR)
+    ort = with_runtime(detector, "detection", None, "onnxruntime")
+    x = detector.preprocess(torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(2)))
+    assert ort.train() is ort and ort.training
+    assert not detector.training and not any(m.training for m in detector.modules())
+    eager, graph = detector(x), ort(x)  # the graph is the eval-mode network whatever the flag
+    assert all((graph[k] - eager[k].detach()).abs().max() < 1e-4 for k in eager)
+    assert ort.eval() is ort and not ort.training and not detector.training
 
 
 def _run(argv):
