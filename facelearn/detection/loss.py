@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from facelearn.detection.box_coding import VARIANCES, encode_boxes, encode_landmarks
-from facelearn.detection.matching import NEGATIVE, POSITIVE, match, pad_boxes
+from facelearn.detection.matching import NEGATIVE, POSITIVE, gather_targets, match, pad_boxes
+from facelearn.engine.logs import per
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,9 @@ def ohem_mask(cls_loss: torch.Tensor, labels: torch.Tensor, ratio: float | None,
 
     cls_loss: (B, A) per-anchor classification loss; labels: (B, A) 1 / 0 / −1. Per image b, keeps the
     k_b = min(max(⌈ratio · P_b⌉, min_negatives), N_b) negatives with the largest loss (P_b positives, N_b
-    negatives); ``ratio=None`` keeps every negative. Returns (B, A) bool.
+    negatives; NaN counts as largest, equal losses fall in the order of a descending sort); ``ratio=None``
+    keeps every negative. Returns (B, A) bool. One sort per image, whose first k_b places are scattered back
+    to their anchors (the inverse permutation), so k_b never has to be read on the host.
     """
     pos = labels == POSITIVE
     neg = labels == NEGATIVE
@@ -60,28 +63,10 @@ def ohem_mask(cls_loss: torch.Tensor, labels: torch.Tensor, ratio: float | None,
     n_pos = pos.sum(dim=1)
     k = torch.clamp(torch.ceil(n_pos * ratio).long(), min=min_negatives)
     k = torch.minimum(k, neg.sum(dim=1))
-    ranked = cls_loss.detach().masked_fill(~neg, float("-inf"))
-    return pos | (neg & _largest(ranked, k))
-
-
-def _largest(scores: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """(B, A) scores, (B,) counts → (B, A) bool marking the k_b largest scores of row b (NaN counts as largest).
-
-    The k_b-th largest value v_b comes from ``topk`` (no full sort); when it is unique the row keeps every
-    score ≥ v_b. Where v_b is shared with scores that do not fit (a tie across the cut) the row is ranked
-    by ``argsort`` instead, so that ties fall exactly as a descending sort orders them.
-    """
-    keep = torch.zeros_like(scores, dtype=torch.bool)
-    k_max = int(k.max()) if k.numel() else 0
-    if k_max == 0:
-        return keep
-    cut = scores.topk(k_max, dim=1).values.gather(1, (k - 1).clamp(min=0)[:, None])  # (B, 1): v_b
-    keep = ((scores >= cut) | scores.isnan()) & (k > 0)[:, None]
-    tied = (keep.sum(dim=1) != k).nonzero().squeeze(1)
-    if len(tied):
-        rank = scores[tied].argsort(dim=1, descending=True).argsort(dim=1)  # rank of each anchor in its row
-        keep[tied] = rank < k[tied, None]
-    return keep
+    order = cls_loss.detach().masked_fill(~neg, float("-inf")).argsort(dim=1, descending=True)
+    first_k = torch.arange(order.shape[1], device=order.device) < k[:, None]  # (B, A): in sorted order
+    hardest = torch.empty_like(neg).scatter_(1, order, first_k)  # back to each anchor: is its rank below k_b?
+    return pos | (neg & hardest)
 
 
 class MultiTaskLoss:
@@ -89,8 +74,10 @@ class MultiTaskLoss:
 
     outputs: the model's dict (``cls`` (B, A, 2), ``box`` (B, A, 4), ``landmarks`` (B, A, 10));
     anchors: (A, 4) cx cy w h; boxes: list of B (N_b, 4) x1 y1 x2 y2; landmarks: list of (N_b, 5, 2);
-    has_landmarks: list of (N_b,) bool. logs: ``cls``, ``box``, ``landmarks`` (unweighted terms),
-    ``positives`` (mean per image) and ``negatives`` (kept by OHEM, mean per image).
+    has_landmarks: list of (N_b,) bool. logs, detached 0-d tensors on the outputs' device: ``cls``, ``box``,
+    ``landmarks`` (unweighted terms), ``positives`` (mean per image) and ``negatives`` (kept by OHEM, mean per
+    image). Every anchor of the batch goes through the same tensor operations (the positives are selected by
+    masks, not gathered), so nothing waits for the device (the dense branch, when on, does).
     """
 
     def __init__(self, config: LossConfig = LossConfig(), dense_branch=None) -> None:
@@ -99,7 +86,7 @@ class MultiTaskLoss:
 
     def __call__(self, outputs: dict[str, torch.Tensor], anchors: torch.Tensor, boxes: list[torch.Tensor],
                  landmarks: list[torch.Tensor], has_landmarks: list[torch.Tensor],
-                 images: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                 images: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         cfg = self.config
         logits = outputs["cls"].float()
         anchors = anchors.to(logits.device, torch.float32)
@@ -114,27 +101,20 @@ class MultiTaskLoss:
         n_pos = pos.sum().clamp(min=1).float()
         loss_cls = (ce * used).sum() / n_pos
 
-        bi, ai = pos.nonzero(as_tuple=True)  # the positives, image by image: only their targets are gathered
-        face = m.matched[bi, ai]
-        if len(bi):
-            box_t = encode_boxes(gt[bi, face], anchors[ai], cfg.variances)
-            loss_box = F.smooth_l1_loss(outputs["box"].float()[bi, ai], box_t, reduction="sum") / n_pos
-        else:
-            loss_box = outputs["box"].sum() * 0.0
+        box_t = encode_boxes(gather_targets(gt, m.matched), anchors, cfg.variances)  # (B, A, 4)
+        loss_box = _positive_smooth_l1(outputs["box"].float(), box_t, pos) / n_pos
         loss_pts = outputs["box"].sum() * 0.0
         if "landmarks" in outputs:
-            loss_pts = outputs["landmarks"].sum() * 0.0  # keeps the head in the graph when no face has landmarks
             pts, has = _pad_landmarks(landmarks, has_landmarks, gt.shape[1], logits.device)
-            with_pts = has[bi, face]
-            if with_pts.any():
-                b_pts, a_pts = bi[with_pts], ai[with_pts]
-                pts_t = encode_landmarks(pts[b_pts, face[with_pts]], anchors[a_pts], cfg.variances)
-                loss_pts = F.smooth_l1_loss(outputs["landmarks"].float()[b_pts, a_pts], pts_t,
-                                            reduction="sum") / with_pts.sum().float()
+            with_pts = pos & gather_targets(has, m.matched)  # (B, A): positives whose face has landmarks
+            pts_t = encode_landmarks(gather_targets(pts, m.matched), anchors, cfg.variances)  # (B, A, 10)
+            loss_pts = (_positive_smooth_l1(outputs["landmarks"].float(), pts_t, with_pts)
+                        / with_pts.sum().clamp(min=1).float())
         loss = loss_cls + cfg.box_weight * loss_box + cfg.landmark_weight * loss_pts
         b = max(len(boxes), 1)
-        logs = {"cls": float(loss_cls.detach()), "box": float(loss_box.detach()), "landmarks": float(loss_pts.detach()),
-                "positives": float(pos.sum()) / b, "negatives": float((used & ~pos).sum()) / b}
+        logs: dict[str, torch.Tensor | float] = {
+            "cls": loss_cls.detach(), "box": loss_box.detach(), "landmarks": loss_pts.detach(),
+            "positives": per(pos.sum(), b), "negatives": per((used & ~pos).sum(), b)}
         if cfg.dense_weight > 0 and "dense" in outputs:  # + λ3 L_pixel (RetinaFace eq. 3)
             if images is None:
                 raise ValueError("the dense branch's pixel loss needs the images (pass images=)")
@@ -144,8 +124,16 @@ class MultiTaskLoss:
                 self.dense_branch = DenseBranch(size=cfg.dense_size, faces_per_image=cfg.dense_faces)
             loss_dense, rendered = self.dense_branch.loss(outputs["dense"], pos, m.matched, m.iou, gt, images)
             loss = loss + cfg.dense_weight * loss_dense
-            logs.update(dense=float(loss_dense.detach()), rendered=rendered / b)
+            logs.update(dense=loss_dense.detach(), rendered=rendered / b)
         return loss, logs
+
+
+def _positive_smooth_l1(pred: torch.Tensor, target: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Σ smooth-L1(pred − target) over the anchors where ``keep`` holds. pred, target: (B, A, k); keep: (B, A)
+    bool. Elsewhere the prediction is its own target, so those terms and their gradients are exactly zero;
+    the shapes never depend on how many anchors are kept."""
+    target = torch.where(keep[..., None], target, pred.detach())
+    return F.smooth_l1_loss(pred, target, reduction="sum")
 
 
 def _pad_landmarks(landmarks: list[torch.Tensor], has: list[torch.Tensor], m: int,

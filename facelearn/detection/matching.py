@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torchvision.ops import box_iou
 
 from facelearn.detection.box_coding import cxcywh_to_xyxy
 
@@ -43,6 +42,21 @@ def pad_boxes(boxes: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return out, valid
 
 
+def anchor_iou(boxes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """Intersection over union of every face with every anchor, the table matching reads.
+
+    boxes: (B, M, 4) x1 y1 x2 y2; anchors: (A, 4) cx cy w h. Returns (B, M, A): |f ∩ a| / (|f| + |a| − |f ∩ a|),
+    each entry computed with the operations of torchvision's ``box_iou`` (so equal to it bit for bit), one
+    coordinate at a time on (B, M, A) instead of through (…, A, 2) corner tensors.
+    """
+    x1, y1, x2, y2 = cxcywh_to_xyxy(anchors).unbind(-1)  # (A,) each
+    f1, g1, f2, g2 = boxes[..., None, :].unbind(-1)  # (B, M, 1) each
+    inter = (torch.minimum(f2, x2) - torch.maximum(f1, x1)).clamp_(min=0)
+    inter *= (torch.minimum(g2, y2) - torch.maximum(g1, y1)).clamp_(min=0)
+    union = ((f2 - f1) * (g2 - g1) + (x2 - x1) * (y2 - y1)).sub_(inter)
+    return inter.div_(union)
+
+
 def match(anchors: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor, *, positive_iou: float = 0.5,
           negative_iou: float = 0.3, keep_best: bool = True, min_best_iou: float = 0.0) -> Matching:
     """Assign every anchor of every image a label and a face.
@@ -52,31 +66,30 @@ def match(anchors: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor, *, po
     with ``keep_best`` every valid face's highest-IoU anchor is made positive and assigned to it — if that
     IoU is at least ``min_best_iou`` (default 0, the paper's rule; the common implementation uses 0.2, since
     a face far smaller than every anchor forces a positive whose box target log(w / a_w) / v_1 is huge).
+    Where two faces keep the same anchor, the later face (higher index) gets it. The whole batch at once, on
+    the device, without waiting for it (no data-dependent shapes).
     """
     if not negative_iou <= positive_iou:
         raise ValueError(f"negative_iou {negative_iou} must be ≤ positive_iou {positive_iou}")
     b, m = valid.shape
-    a = anchors.shape[0]
-    iou = torch.full((b, m, a), -1.0, device=anchors.device, dtype=anchors.dtype)
-    if valid.any():
-        iou[valid] = box_iou(boxes[valid].to(anchors.dtype), cxcywh_to_xyxy(anchors))  # one call for the batch
-    best_iou, matched = iou.max(dim=1)  # (B, A): best face of each anchor
-    labels = torch.full((b, a), IGNORE, dtype=torch.int64, device=anchors.device)
-    labels[best_iou < negative_iou] = NEGATIVE
-    labels[best_iou >= positive_iou] = POSITIVE
-    if keep_best and valid.any():
+    iou = anchor_iou(boxes.to(anchors.dtype), anchors).masked_fill_(~valid[..., None], -1.0)  # (B, M, A)
+    best_iou, matched = iou.max(dim=1)  # (B, A): best face of each anchor (the first of equals: 0 without faces)
+    labels = torch.where(best_iou >= positive_iou, POSITIVE, torch.where(best_iou < negative_iou, NEGATIVE, IGNORE))
+    if keep_best:
         best_of_face, best_anchor = iou.max(dim=2)  # (B, M): best IoU and anchor of each face
-        bi, fi = (valid & (best_of_face >= min_best_iou)).nonzero(as_tuple=True)
-        ai = best_anchor[bi, fi]
-        labels[bi, ai] = POSITIVE
-        matched[bi, ai] = fi
-        best_iou[bi, ai] = iou[bi, fi, ai]
-    if m and not valid.any():
-        matched.zero_()
+        face = torch.arange(m, device=valid.device).expand(b, m)
+        face = torch.where(valid & (best_of_face >= min_best_iou), face, -1)
+        kept = torch.full_like(matched, -1).scatter_reduce_(1, best_anchor, face, "amax")  # (B, A): face, or −1
+        forced = kept >= 0
+        labels = torch.where(forced, POSITIVE, labels)
+        matched = torch.where(forced, kept, matched)
+        best_iou = torch.where(forced, iou.gather(1, kept.clamp(min=0)[:, None]).squeeze(1), best_iou)
     return Matching(labels, matched, best_iou.clamp(min=0))
 
 
 def gather_targets(values: torch.Tensor, matched: torch.Tensor) -> torch.Tensor:
-    """values: (B, M, …) per face; matched: (B, A) face index per anchor. Returns (B, A, …)."""
-    idx = matched.reshape(*matched.shape, *([1] * (values.dim() - 2))).expand(*matched.shape, *values.shape[2:])
-    return torch.gather(values, 1, idx)
+    """values: (B, M, …) per face; matched: (B, A) face index per anchor. Returns (B, A, …): each anchor's
+    face's values, copied row by row (one ``index_select`` of the B·M faces)."""
+    b, m = values.shape[:2]
+    rows = matched + torch.arange(b, device=matched.device)[:, None] * m  # (B, A): row in the flattened faces
+    return values.flatten(0, 1).index_select(0, rows.flatten()).view(*matched.shape, *values.shape[2:])
