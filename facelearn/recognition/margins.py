@@ -16,6 +16,7 @@ angle rounds to 1 and the margin would vanish or produce NaN gradients.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -172,62 +173,86 @@ def scaled_cosine(x: torch.Tensor, weight: torch.Tensor, s: float) -> torch.Tens
 
 
 class _TargetEntries(torch.autograd.Function):
-    """scores[i, labels[i]]: (N, C), (N,) → (N,). Unlike ``torch.gather`` it keeps none of the scores for the
-    backward (which needs only their shape), so that :func:`write_targets` may overwrite them in place."""
+    """scores[i, labels[i]]: (N, C), (N,) → (N,), 0 where labels[i] < 0. Unlike ``torch.gather`` it keeps none
+    of the scores for the backward (which needs only their shape), so that :func:`write_targets` may
+    overwrite them in place."""
 
     @staticmethod
     def forward(ctx, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(labels)
+        held = labels >= 0
+        column = labels.clamp_min(0)[:, None]
+        ctx.save_for_backward(column, held)
         ctx.shape = scores.shape
-        return scores.gather(1, labels[:, None]).squeeze(1)
+        return scores.gather(1, column).squeeze(1).masked_fill_(~held, 0.0)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (labels,) = ctx.saved_tensors
-        return grad.new_zeros(ctx.shape).scatter_(1, labels[:, None], grad[:, None]), None
+        column, held = ctx.saved_tensors
+        return grad.new_zeros(ctx.shape).scatter_(1, column, grad.masked_fill(~held, 0.0)[:, None]), None
 
 
 class _WriteTargets(torch.autograd.Function):
-    """logits (N, C) clamped to [−bound, bound] with entry (i, labels[i]) overwritten by target[i], in place.
+    """logits (N, C) clamped to [−bound, bound] with entry (i, labels[i]) overwritten by target[i], in place;
+    rows with labels[i] < 0 are only clamped.
 
     Backward: the logits' gradient where −bound < logit < bound (``torch.clamp``'s gradient, zero on the
     bounds; read off the clamped logits, which are inside exactly where the unclamped ones were), zeroed at
-    the N targets (they were overwritten); the targets' gradient read off those entries. No (N, C) one-hot
+    the targets (they were overwritten); the targets' gradient read off those entries. No (N, C) one-hot
     mask and no second (N, C) matrix. ``bound=None``: no clamp.
     """
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor,
                 bound: float | None) -> torch.Tensor:
+        held = labels >= 0
+        column = labels.clamp_min(0)[:, None]
         if bound is not None:
             logits.clamp_(-bound, bound)
-        logits.scatter_(1, labels[:, None], target.to(logits.dtype)[:, None])
+        kept = logits.gather(1, column).squeeze(1)  # what a row without a target keeps in its column 0
+        logits.scatter_(1, column, torch.where(held, target.to(logits.dtype), kept)[:, None])
         ctx.mark_dirty(logits)
-        ctx.save_for_backward(labels, logits if bound is not None else None)
+        ctx.save_for_backward(column, held, logits if bound is not None else None)
         ctx.bound = bound
         return logits
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, torch.Tensor, None]:
-        labels, logits = ctx.saved_tensors
-        grad_target = grad.gather(1, labels[:, None]).squeeze(1)
+        column, held, logits = ctx.saved_tensors
+        at_target = grad.gather(1, column).squeeze(1)
+        grad_target = at_target.masked_fill(~held, 0.0)
         if ctx.bound is None:
-            return grad.scatter(1, labels[:, None], 0.0), None, grad_target, None
-        inside = torch.ops.aten.hardtanh_backward(grad, logits, -ctx.bound, ctx.bound)
-        return inside.scatter_(1, labels[:, None], 0.0), None, grad_target, None
+            inside, kept = grad.clone(), at_target
+        else:
+            inside = torch.ops.aten.hardtanh_backward(grad, logits, -ctx.bound, ctx.bound)
+            kept = inside.gather(1, column).squeeze(1)
+        return inside.scatter_(1, column, kept.masked_fill(held, 0.0)[:, None]), None, grad_target, None
 
 
 def take_targets(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Each row's target entry scores[i, labels[i]]: (N, C), (N,) → (N,); ``scores`` may be overwritten later."""
+    """Each row's target entry scores[i, labels[i]]: (N, C), (N,) → (N,); ``scores`` may be overwritten later.
+
+    labels[i] < 0 says that row i has no target among these C columns (Partial FC: its class lives on
+    another process); its entry is 0 and passes no gradient.
+    """
     return _TargetEntries.apply(scores, labels)
 
 
 def write_targets(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor,
                   bound: float | None = None) -> torch.Tensor:
-    """logits (N, C), clamped to [−bound, bound], with logits[i, labels[i]] = target[i] (target: (N,)); in place."""
+    """logits (N, C), clamped to [−bound, bound], with logits[i, labels[i]] = target[i] (target: (N,)); in place.
+    Rows with labels[i] < 0 are left as they are (clamped) and target[i] is ignored."""
     return _WriteTargets.apply(logits, labels, target, bound)
+
+
+def margin_logits(scaled: torch.Tensor, labels: torch.Tensor, psi: Callable[[torch.Tensor], torch.Tensor],
+                  s: float) -> torch.Tensor:
+    """s·cos θ (N, C) from :func:`scaled_cosine` → the logits s·cos θ_j, clamped to [−s, s], with s·ψ(θ_y)
+    on each row's target (labels (N,), < 0 for none), written into ``scaled`` itself (chapter "CosFace and
+    ArcFace"). ψ: a function of cos θ_y (N,) → (N,), as :func:`arcface_psi`."""
+    cos_target = take_targets(scaled, labels).clamp(-s, s) / s
+    return write_targets(scaled, labels, s * psi(cos_target), s)
 
 
 class MarginHead(nn.Module):
@@ -251,8 +276,7 @@ class MarginHead(nn.Module):
     def margin_logits(self, scaled: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """s·cos θ (N, C) from :meth:`scaled_cosine` and labels → (N, C) logits with the margin on the targets
         (the head's formula), written into ``scaled`` itself: no second (N, C) matrix."""
-        cos_target = take_targets(scaled, labels).clamp(-self.s, self.s) / self.s
-        return write_targets(scaled, labels, self.s * self.psi(cos_target), self.s)
+        return margin_logits(scaled, labels, self.psi, self.s)
 
     def logits(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (N, C): with the margin when ``labels`` are given, else s·cos θ."""

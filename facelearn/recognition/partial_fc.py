@@ -15,6 +15,10 @@ every process all-reduces each row's maximum and its sum of exponentials (a nume
 log-sum-exp over all shards) and the target logit from the shard that holds it. With ``sample_rate = 1``
 loss and gradients equal the single-process head's on the same global batch; in a single process
 (W = 1) the module is that head, with sampling.
+
+The logits are computed as the margin heads compute theirs (:func:`~facelearn.recognition.margins.scaled_cosine`,
+:func:`~facelearn.recognition.margins.margin_logits`): s folded into the normalised features, and the clamp and
+s·ψ(θ_y) written into the (N, S_r) matrix in place; a row whose class lives on another process keeps s·cos θ.
 """
 
 from __future__ import annotations
@@ -24,12 +28,10 @@ from functools import partial
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from facelearn.engine import distributed
 from facelearn.recognition import margins
-from facelearn.recognition.normalisation import l2_normalise
 
 #: The margins Partial FC applies to the sampled target logits (ψ of facelearn.recognition.margins).
 MARGINS = ("arcface", "cosface", "combined")
@@ -93,7 +95,7 @@ def distributed_cross_entropy(logits: torch.Tensor, rows: torch.Tensor, cols: to
     target = torch.zeros(n, dtype=logits.dtype, device=logits.device).index_put((rows,), logits[rows, cols])
     if distributed.world_size() > 1:
         dist.all_reduce(shift, op=dist.ReduceOp.MAX)
-    sums = torch.exp(logits - shift[:, None]).sum(dim=1)
+    sums = (logits - shift[:, None]).exp_().sum(dim=1)
     if distributed.world_size() > 1:
         sums, target = _SumOverShards.apply(sums), _SumOverShards.apply(target)
     return (torch.log(sums) + shift - target).mean()
@@ -166,10 +168,10 @@ class PartialFC(nn.Module):
         index, target = self.sample(labels)
         with torch.autocast(x.device.type, enabled=False):
             weight = self.weight if index is None else self.weight[index]
-            cos = F.linear(l2_normalise(x.float()), l2_normalise(weight.float())).clamp(-1.0, 1.0)
+            scaled = margins.scaled_cosine(x.float(), weight.float(), self.s)
+            logits = margins.margin_logits(scaled, target, self.psi, self.s)
             rows = torch.nonzero(target >= 0).squeeze(1)
             cols = target[rows]
-            logits = (self.s * cos).index_put((rows, cols), self.s * self.psi(cos[rows, cols]))
             self.sampled = {"index": index, "rows": rows.detach(), "cols": cols.detach(), "logits": logits.detach()}
             return distributed_cross_entropy(logits, rows, cols)
 
