@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from facelearn.detection.loss import LossConfig, MultiTaskLoss, ohem_mask
 from facelearn.detection.matching import IGNORE, NEGATIVE, POSITIVE, anchor_iou, match, pad_boxes
 from facelearn.detection.training import make_loss_fn
 from facelearn.engine import Trainer
+from host_reads import host_reads
 
 
 def _bench():
@@ -215,50 +215,21 @@ def test_ohem_ranks_by_the_inverse_permutation_of_one_sort():
             used[b].nonzero().flatten().tolist()
 
 
-# what reads a tensor's value on the host, and so waits for the device to have computed it
-_READS = ("item", "__float__", "__int__", "__index__", "__bool__", "tolist", "numpy", "nonzero", "masked_select")
-
-
 @pytest.fixture
-def host_reads(monkeypatch):
-    """Counts, by name, the calls of :data:`_READS` and ``torch.nonzero``, and the indexing of a tensor by a
-    boolean tensor (its result's shape is known only once the mask has been computed)."""
-    calls = Counter()
-
-    def counting(name, original):
-        def wrapper(*args, **kwargs):
-            calls[name] += 1
-            return original(*args, **kwargs)
-        return wrapper
-
-    def by_mask(index) -> bool:
-        parts = index if isinstance(index, tuple) else (index,)
-        return any(torch.is_tensor(i) and i.dtype == torch.bool for i in parts)
-
-    def indexing(name, original):
-        def wrapper(self, index, *rest):
-            if by_mask(index):
-                calls[f"{name}[bool]"] += 1
-            return original(self, index, *rest)
-        return wrapper
-
-    for name in _READS:
-        monkeypatch.setattr(torch.Tensor, name, counting(name, getattr(torch.Tensor, name)))
-    monkeypatch.setattr(torch, "nonzero", counting("torch.nonzero", torch.nonzero))
-    for name in ("__getitem__", "__setitem__"):
-        monkeypatch.setattr(torch.Tensor, name, indexing(name, getattr(torch.Tensor, name)))
-    return calls
+def reads(monkeypatch):
+    with host_reads(monkeypatch) as calls:
+        yield calls
 
 
-def test_the_counter_sees_host_reads(host_reads):
+def test_the_counter_sees_host_reads(reads):
     x = torch.rand(5)
     float(x[0]), bool(x.any()), x[x > 0.5], x.nonzero(), x.tolist()
-    assert {k: host_reads[k] for k in ("__float__", "__bool__", "__getitem__[bool]", "nonzero", "tolist")} == \
+    assert {k: reads[k] for k in ("__float__", "__bool__", "__getitem__[bool]", "nonzero", "tolist")} == \
         dict.fromkeys(("__float__", "__bool__", "__getitem__[bool]", "nonzero", "tolist"), 1)
 
 
 @pytest.mark.parametrize("faces", ["some", "none", "no landmarks"])
-def test_the_loss_never_waits_for_the_device(host_reads, faces):
+def test_the_loss_never_waits_for_the_device(reads, faces):
     anchors = generate_anchors(anchor_config("common"), (96, 96))
     boxes, landmarks, has = _batch(1, degenerate=False)
     if faces == "none":
@@ -266,10 +237,10 @@ def test_the_loss_never_waits_for_the_device(host_reads, faces):
     if faces == "no landmarks":
         has = [torch.zeros_like(h) for h in has]
     outputs = _outputs(torch.Generator().manual_seed(0), len(boxes), len(anchors))
-    host_reads.clear()
+    reads.clear()
     loss, logs = MultiTaskLoss()(outputs, anchors, boxes, landmarks, has)
     loss.backward()
-    assert sum(host_reads.values()) == 0, dict(host_reads)
+    assert sum(reads.values()) == 0, dict(reads)
     for key, value in logs.items():  # detached 0-d tensors on the outputs' device
         assert torch.is_tensor(value) and value.ndim == 0 and not value.requires_grad, key
 
