@@ -7,7 +7,8 @@ threads alike), the two runtimes alternating round by round, the minimum of ``--
   ``--threshold`` changes the score threshold for both runtimes), write the WIDER prediction file; the two
   runtimes' detections are checked equal (within 1e-4) first;
 - the detector's network alone on the same preprocessed pyramid passes, and what lies outside it (the end to
-  end time minus the network's; the same code for both runtimes);
+  end time minus the network's: the same code for both runtimes, which may still take different times, after a
+  different forward pass, under a different load);
 - PFLD on a batch of 32 crops, the recognition network on a batch of 64 aligned crops.
 
 Eager runs under ``torch.inference_mode``. Prints the versions, the CPU, each ratio ONNX Runtime / PyTorch;
@@ -109,7 +110,7 @@ def bench_detector(threads: int, repeats: int, image: Path, folder: Path, thresh
     largest = f"{passes[0].shape[-1]}×{passes[0].shape[-2]}"
     print(line(threads, f"facelearn detect per image ({len(rows['torch'])} detections)", end_to_end))
     print(line(threads, f"  network alone ({len(passes)} passes, largest {largest})", net))
-    print(line(threads, "  outside the network (same code)", {k: end_to_end[k] - net[k] for k in runtimes}))
+    print(line(threads, "  outside the network (shared code)", {k: end_to_end[k] - net[k] for k in runtimes}))
 
 
 def bench_crops(task: str, threads: int, repeats: int) -> None:
