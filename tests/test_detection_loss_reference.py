@@ -3,9 +3,7 @@ without host waits (chapters "Anchors, pyramids and tiny faces" and "Context and
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,16 +18,8 @@ from facelearn.detection.loss import LossConfig, MultiTaskLoss, ohem_mask
 from facelearn.detection.matching import IGNORE, NEGATIVE, POSITIVE, anchor_iou, match, pad_boxes
 from facelearn.detection.training import make_loss_fn
 from facelearn.engine import Trainer
+from benchmark_module import benchmark
 from host_reads import host_reads
-
-
-def _bench():
-    """benchmarks/retinaface_speed.py, which keeps the loss as it was (``former_loss``) as its baseline."""
-    spec = importlib.util.spec_from_file_location(
-        "retinaface_speed", Path(__file__).resolve().parents[1] / "benchmarks" / "retinaface_speed.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
 
 
 def _faces(gen: torch.Generator, n: int, size: float, degenerate: bool) -> torch.Tensor:
@@ -179,7 +169,7 @@ def test_loss_is_the_former_loss_gradients_bit_for_bit(seed):
     """Against the loss as it was (kept in the benchmark): the same classification term, counts and gradients
     bit for bit; the box and landmark sums, now taken over every anchor (zero where not positive), to the
     float32 rounding of a sum in another order."""
-    former = _bench().former_loss
+    former = benchmark("retinaface_speed").former_loss  # the loss as it was, its baseline
     gen = torch.Generator().manual_seed(seed)
     hw = [64, 96, 160][seed % 3]
     anchors = generate_anchors(anchor_config(["common", "paper"][seed % 2]), (hw, hw))

@@ -15,6 +15,7 @@ from facelearn.detection.loss import LossConfig, MultiTaskLoss, ohem_mask
 from facelearn.detection.postprocess import Detections, detect, postprocess
 from facelearn.detection.ssh import SSH, receptive_field
 from facelearn.models import count_parameters
+from benchmark_module import benchmark
 
 
 @pytest.mark.parametrize("name, expected", [("retinaface-mobilenet0.25", 426_608), ("retinaface-resnet50", 27_293_600)])
@@ -163,14 +164,7 @@ def test_ohem_min_negatives_without_faces():
 
 def _former_ohem():
     """The former ``ohem_mask`` (two full argsorts): the baseline kept in benchmarks/retinaface_speed.py."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "retinaface_speed", Path(__file__).resolve().parents[1] / "benchmarks" / "retinaface_speed.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench.ohem_by_two_sorts
+    return benchmark("retinaface_speed").ohem_by_two_sorts
 
 
 @pytest.mark.parametrize("levels", [None, 2, 5, 40])
@@ -371,13 +365,7 @@ def test_coverage_p2_reaches_small_faces():
 def test_the_benchmarks_former_in_forward_normalisation_is_preprocess_then_forward_bit_for_bit():
     """benchmarks/retinaface_speed.py times the former forward (ImageNet normalisation inside) against the
     library's (preprocessed input): both compute the same numbers."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "retinaface_speed", Path(__file__).resolve().parents[1] / "benchmarks" / "retinaface_speed.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = benchmark("retinaface_speed")
     torch.manual_seed(0)
     model = retinaface.build("retinaface-mobilenet0.25").eval()
     images = torch.rand(2, 3, 64, 96)
