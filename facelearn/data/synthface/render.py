@@ -142,13 +142,22 @@ def _project(identity: Identity, expression: Expression, pose, centre, height: f
 
 
 def _shade(cam: np.ndarray, tri: np.ndarray, light: np.ndarray, ambient: float) -> tuple[np.ndarray, np.ndarray]:
-    corners = cam.take(tri, axis=0)  # cam[tri]
-    a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
-    u, v = (b - a).T, (c - a).T
-    n = np.stack([u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]], axis=1)  # u × v
-    n /= np.sqrt(n[:, 0] * n[:, 0] + n[:, 1] * n[:, 1] + n[:, 2] * n[:, 2])[:, None] + 1e-12
-    n *= -np.sign(n[:, 2:3] + 1e-12)  # outward, towards the camera for visible triangles
-    return ambient + (1 - ambient) * np.clip(n @ light, 0, 1), (a[:, 2] + b[:, 2] + c[:, 2]) / 3
+    """SynthFace eq. (2)'s k_a + k_d · max(0, n·l) for each triangle (T,) and its mean depth (T,).
+
+    cam: (V, 3) camera-space vertices; tri: (T, 3) vertex indices; light: (3,) unit direction. The corners
+    are gathered coordinate by coordinate ((3, 3, T): contiguous rows), so the cross product and the
+    normalisation are 1-D operations; the unit normals are stacked to (T, 3) for the product with l."""
+    (ax, bx, cx), (ay, by, cy), (az, bz, cz) = cam.T.take(tri.T, axis=1)
+    u0, u1, u2 = bx - ax, by - ay, bz - az  # u = b - a
+    v0, v1, v2 = cx - ax, cy - ay, cz - az  # v = c - a
+    n0, n1, n2 = u1 * v2 - u2 * v1, u2 * v0 - u0 * v2, u0 * v1 - u1 * v0  # u × v
+    norm = np.sqrt(n0 * n0 + n1 * n1 + n2 * n2) + 1e-12
+    n0 /= norm
+    n1 /= norm
+    n2 /= norm
+    outward = -np.sign(n2 + 1e-12)  # towards the camera for visible triangles
+    n = np.stack([n0 * outward, n1 * outward, n2 * outward], axis=1)
+    return ambient + (1 - ambient) * np.clip(n @ light, 0, 1), (az + bz + cz) / 3
 
 
 def _poly(p: np.ndarray) -> np.ndarray:
@@ -338,18 +347,28 @@ def _ear(canvas, cam, pts, side: int, colour, face_centre):
 
 
 def _draw_body(canvas, pts, cam, pose, height, identity, clothes):
-    """Neck and shoulders behind the head, following its roll and a little of its yaw."""
-    chin = pts[16]
+    """Neck and shoulders behind the head, following its roll and a little of its yaw.
+
+    The corners are sums of 2-vectors written out in Python floats: the same operations, in the same order,
+    as NumPy's elementwise arithmetic, without its per-call overhead."""
+    cx, cy = pts[16].tolist()  # the chin
     up = pts[16] - pts[53]
-    up = up / (_norm(up) + 1e-9)
-    side = np.array([-up[1], up[0]])
+    norm = _norm(up) + 1e-9
+    ux, uy = up.tolist()
+    ux, uy = ux / norm, uy / norm
+    sx, sy = -uy, ux  # side: up turned by 90°
     u = height / 16.0
-    neck = [chin + side * 3.0 * u - up * 4 * u, chin - side * 3.0 * u - up * 4 * u, chin - side * 3.2 * u + up * 6 * u,
-            chin + side * 3.2 * u + up * 6 * u]
+    neck = [(cx + sx * 3.0 * u - ux * 4 * u, cy + sy * 3.0 * u - uy * 4 * u),
+            (cx - sx * 3.0 * u - ux * 4 * u, cy - sy * 3.0 * u - uy * 4 * u),
+            (cx - sx * 3.2 * u + ux * 6 * u, cy - sy * 3.2 * u + uy * 6 * u),
+            (cx + sx * 3.2 * u + ux * 6 * u, cy + sy * 3.2 * u + uy * 6 * u)]
     neck, skin = _poly(np.array(neck)), _colour(identity.skin * 0.75)
     cv2.fillConvexPoly(canvas, neck, skin, cv2.LINE_8, SHIFT)
-    sh = chin + up * 4.5 * u
-    body = [sh + side * 4 * u, sh - side * 4 * u, sh - side * 11 * u + up * 5 * u, sh - side * 12 * u + up * 30 * u,
-            sh + side * 12 * u + up * 30 * u, sh + side * 11 * u + up * 5 * u]
+    hx, hy = cx + ux * 4.5 * u, cy + uy * 4.5 * u  # the shoulders' centre
+    body = [(hx + sx * 4 * u, hy + sy * 4 * u), (hx - sx * 4 * u, hy - sy * 4 * u),
+            (hx - sx * 11 * u + ux * 5 * u, hy - sy * 11 * u + uy * 5 * u),
+            (hx - sx * 12 * u + ux * 30 * u, hy - sy * 12 * u + uy * 30 * u),
+            (hx + sx * 12 * u + ux * 30 * u, hy + sy * 12 * u + uy * 30 * u),
+            (hx + sx * 11 * u + ux * 5 * u, hy + sy * 11 * u + uy * 5 * u)]
     cv2.fillPoly(canvas, [_poly(np.array(body))], _colour(clothes), cv2.LINE_8, SHIFT)
     cv2.fillConvexPoly(canvas, neck, skin, cv2.LINE_8, SHIFT)
