@@ -131,14 +131,17 @@ def _project(identity: Identity, expression: Expression, pose, centre, height: f
     v[:, 2] += grow * (v[:, 2] + 0.5) / r
     v[:, 1] -= grow * 0.6 * (v[:, 1] < -9)
     cam = v @ rotation(*pose).T
-    cam[:, 2] += distance
-    proj = cam[:, :2] / cam[:, 2:3]
-    bp = proj.take(_BOX_VERTS, axis=0)  # proj[_BOX_VERTS]: take is the same gather, quicker
-    lo, hi = bp.min(0), bp.max(0)
-    scale = height / max(hi[1] - lo[1], 1e-9)
-    pts = (proj - (lo + hi) / 2) * scale + np.asarray(centre, dtype=np.float64)
-    bp = pts.take(_BOX_VERTS, axis=0)
-    return pts, cam, np.concatenate([bp.min(0), bp.max(0)])
+    z = cam[:, 2]
+    z += distance
+    # x and y one coordinate at a time: 1-D operations, without broadcasting over a length-2 axis
+    x, y = cam[:, 0] / z, cam[:, 1] / z
+    bx, by = x.take(_BOX_VERTS), y.take(_BOX_VERTS)  # x[_BOX_VERTS]: take is the same gather, quicker
+    x_lo, x_hi, y_lo, y_hi = bx.min(), bx.max(), by.min(), by.max()
+    scale = height / max(y_hi - y_lo, 1e-9)
+    cx, cy = np.asarray(centre, dtype=np.float64)
+    pts = np.stack([(x - (x_lo + x_hi) / 2) * scale + cx, (y - (y_lo + y_hi) / 2) * scale + cy], axis=1)
+    bx, by = pts[:, 0].take(_BOX_VERTS), pts[:, 1].take(_BOX_VERTS)
+    return pts, cam, np.array([bx.min(), by.min(), bx.max(), by.max()])
 
 
 def _shade(cam: np.ndarray, tri: np.ndarray, light: np.ndarray, ambient: float) -> tuple[np.ndarray, np.ndarray]:
