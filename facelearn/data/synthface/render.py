@@ -126,9 +126,10 @@ def _project(identity: Identity, expression: Expression, pose, centre, height: f
              grow: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`project` with the identity's hair growth (:class:`_Look`) already computed."""
     v = face_vertices(identity, expression)
-    r = np.hypot(v[:, 0], v[:, 2] + 0.5) + 1e-6
+    back = v[:, 2] + 0.5
+    r = np.hypot(v[:, 0], back) + 1e-6
     v[:, 0] += grow * v[:, 0] / r
-    v[:, 2] += grow * (v[:, 2] + 0.5) / r
+    v[:, 2] += grow * back / r
     v[:, 1] -= grow * 0.6 * (v[:, 1] < -9)
     cam = v @ rotation(*pose).T
     z = cam[:, 2]
@@ -175,13 +176,17 @@ def _norm(v: np.ndarray) -> float:
 def _signed_area(p: np.ndarray) -> float:
     """Shoelace area, > 0 for polygons counter-clockwise on screen (x right, y down: clockwise-looking)."""
     x, y = p[:, 0], p[:, 1]
-    return 0.5 * float(x[:-1] @ y[1:] - y[:-1] @ x[1:] + x[-1] * y[0] - y[-1] * x[0])
+    (x0, y0), (xn, yn) = p[0].tolist(), p[-1].tolist()  # Python floats: the same products, without NumPy scalars
+    return 0.5 * (float(x[:-1] @ y[1:]) - float(y[:-1] @ x[1:]) + xn * y0 - yn * x0)
 
 
 def _colour(rgb, k: float = 1.0) -> tuple:
     r, g, b = rgb.tolist() if isinstance(rgb, np.ndarray) else rgb  # Python floats: quicker than NumPy scalars
     b, g, r = int(float(b) * k), int(float(g) * k), int(float(r) * k)
     return (min(255, max(0, b)), min(255, max(0, g)), min(255, max(0, r)))  # canvas is BGR
+
+
+_NOSTRILS = np.array([55, 59, 57])  # nose landmarks whose triangle's orientation decides whether nostrils show
 
 
 def _features(canvas, identity: Identity, pts, cam, k: float, unit: float):
@@ -258,7 +263,7 @@ def _features(canvas, identity: Identity, pts, cam, k: float, unit: float):
     brow(42)
     if _signed_area(L[76:88]) > 0:
         items.append((z[76:88].min() - 0.3, mouth))
-    if _signed_area(L[[55, 59, 57]]) <= 0 and unit > 1.0:
+    if _signed_area(L.take(_NOSTRILS, axis=0)) <= 0 and unit > 1.0:
         items.append((z[55:60].min() - 0.2, nostrils))
     if identity.glasses:
         items.append((z[51] - 1.5, glasses))
