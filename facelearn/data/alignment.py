@@ -9,15 +9,8 @@ It is geometry on images and points, so it lives with the data: SynthFace's alig
 
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
-from numpy.linalg import _umath_linalg
-
-#: the LAPACK SVD that np.linalg.svd calls for a real matrix (full_matrices=True), without its argument handling:
-#: the same numbers; for a finite 2×2 matrix it always converges, so np.linalg.svd's error state is not needed
-_svd = _umath_linalg.svd_f
 
 #: insightface's ArcFace template for a 112×112 crop: left eye, right eye, nose tip, left and right mouth
 #: corner (image-left first), in pixels (x, y).
@@ -43,9 +36,7 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     if var_s == 0:
         raise ValueError("the source points coincide; no similarity transform is defined")
     cov = d_c.T @ s_c / n
-    if not math.isfinite(float(cov.sum())):
-        raise ValueError("the points are not all finite")
-    u, sig, vt = _svd(cov, signature="d->ddd")
+    u, sig, vt = np.linalg.svd(cov)
     # D = diag(1, ±1): −1 where det(U)·det(Vᵀ) < 0 (both are ±1, so the 2×2 determinants' signs suffice)
     reflect = (u[0, 0] * u[1, 1] - u[0, 1] * u[1, 0]) * (vt[0, 0] * vt[1, 1] - vt[0, 1] * vt[1, 0]) < 0
     d = _REFLECTION if reflect else _IDENTITY
