@@ -114,3 +114,10 @@ def test_the_compiled_fill_and_opencv_render_the_same_bytes(monkeypatch):
     compiled = _renders()
     monkeypatch.setattr(raster, "_compiled", lambda: None)
     assert _renders() == compiled
+
+
+@pytest.mark.parametrize("canvas", [np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8),
+                                    np.zeros((8, 8, 3), np.float32)])
+def test_paint_polygons_refuses_a_canvas_that_is_not_h_w_3_uint8(canvas):
+    with pytest.raises(ValueError, match=r"expected an \(H, W, 3\) uint8 canvas, got"):
+        raster.paint_polygons(canvas, np.zeros((1, 3, 2)), np.zeros((1, 3), np.uint8))
