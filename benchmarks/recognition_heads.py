@@ -1,16 +1,18 @@
 """Forward + backward time of every margin head, relative to plain softmax measured in the same run, and the
 ArcFace head against the one-hot formulation it replaced (time and memory).
 
-    python benchmarks/recognition_heads.py [--classes 10000] [--batch 256] [--dim 512] [--repeats 20]
-    python benchmarks/recognition_heads.py --against-one-hot [--classes 100000] [--rounds 5]
+    python benchmarks/recognition_heads.py [--classes 10000] [--batch 256] [--dim 512] [--repeats 20] [--threads 1]
+    python benchmarks/recognition_heads.py --against-one-hot [--classes 100000] [--rounds 5] [--threads 1]
 
 The first form prints one line per head: milliseconds per step and the ratio to softmax (book: "CosFace
-and ArcFace"). ``--against-one-hot`` times the ArcFace head (forward + backward of the cross-entropy from
+and ArcFace"), each round one step of every head (the order reversed every other round), the fastest round
+of each. ``--against-one-hot`` times the ArcFace head (forward + backward of the cross-entropy from
 the embeddings and the class weights) as the library computes it, the scale folded into the normalised
 features and the margin written into the N target logits in place, against the formulation it replaced
 (kept below as the baseline): autograd of ``F.normalize`` on both sides, the cosines clamped and scaled
-as an (N, C) matrix, an (N, C) one-hot mask and a ``torch.where`` over the whole matrix. The two
-alternate, round after round, and the ratio is of the fastest round of each. It also prints peak memory
+as an (N, C) matrix, an (N, C) one-hot mask and a ``torch.where`` over the whole matrix. The two give the
+same loss and gradients bit for bit (checked first), then alternate, round after round (which goes first
+too), and the ratio is of the fastest round of each. It also prints peak memory
 in units of one (N, C) fp32 matrix, each measured in a fresh process (Linux's peak resident size, which
 follows large tensors since they are mapped and unmapped).
 """
@@ -46,8 +48,22 @@ def _margin(head: ArcFaceHead, cos: torch.Tensor, labels: torch.Tensor, one_hot:
     return one_hot_margin_logits(head, cos, labels) if one_hot else head.margin_logits(cos, labels)
 
 
-def _step(head: ArcFaceHead, x: torch.Tensor, labels: torch.Tensor, one_hot: bool) -> None:
-    F.cross_entropy(_margin(head, _cosines(head, x, one_hot), labels, one_hot), labels).backward()
+def _step(head: ArcFaceHead, x: torch.Tensor, labels: torch.Tensor, one_hot: bool) -> torch.Tensor:
+    loss = F.cross_entropy(_margin(head, _cosines(head, x, one_hot), labels, one_hot), labels)
+    loss.backward()
+    return loss
+
+
+def check_same(head: ArcFaceHead, x: torch.Tensor, labels: torch.Tensor) -> None:
+    """The library's step and the baseline's give the same loss and gradients (x and W), bit for bit
+    (s = 64 is a power of two); raises AssertionError otherwise."""
+    results = []
+    for one_hot in (False, True):
+        head.zero_grad(set_to_none=True)
+        x.grad = None
+        results.append([_step(head, x, labels, one_hot).detach(), x.grad] + [p.grad for p in head.parameters()])
+    if not all(torch.equal(a, b) for a, b in zip(*results)):
+        raise AssertionError("the ArcFace head's loss or gradients differ from the one-hot baseline's")
 
 
 def _peak_memory(args: argparse.Namespace, one_hot: bool) -> tuple[float, float, float]:
@@ -93,17 +109,17 @@ def against_one_hot(args: argparse.Namespace) -> None:
     head = ArcFaceHead(args.dim, args.classes)
     x = torch.randn(args.batch, args.dim, requires_grad=True)
     labels = torch.randint(0, args.classes, (args.batch,))
+    check_same(head, x, labels)  # also the warm-up
     best = {False: float("inf"), True: float("inf")}
-    for one_hot in (False, True):
-        _step(head, x, labels, one_hot)  # warm up
-    for _ in range(args.rounds):
-        for one_hot in (False, True):
+    for r in range(args.rounds):
+        for one_hot in ((False, True) if r % 2 == 0 else (True, False)):
             head.zero_grad(set_to_none=True)
             start = time.perf_counter()
             _step(head, x, labels, one_hot)
             best[one_hot] = min(best[one_hot], time.perf_counter() - start)
     print(f"ArcFace head, {args.batch} × {args.dim} embeddings, {args.classes} classes, fp32, "
-          f"{torch.get_num_threads()} thread(s), device cpu; min of {args.rounds} alternating rounds")
+          f"{torch.get_num_threads()} thread(s), device cpu; the same loss and gradients bit for bit; "
+          f"min of {args.rounds} alternating rounds")
     print(f"  one-hot + torch.where (baseline):       {best[True] * 1e3:8.1f} ms/step")
     print(f"  s folded, targets in place (library):   {best[False] * 1e3:8.1f} ms/step  "
           f"{best[False] / best[True]:.3f}× the baseline (goal ≤ 0.9×)")
@@ -120,19 +136,19 @@ def every_head(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     x = torch.randn(args.batch, args.dim, requires_grad=True)
     y = torch.randint(0, args.classes, (args.batch,))
-    times = {}
-    for loss in [name for name in LOSSES if name != "triplet"]:
-        head = make_head(loss, args.dim, args.classes, s=64.0)
-        for _ in range(3):
-            head(x, y).backward()
-        start = time.perf_counter()
-        for _ in range(args.repeats):
-            head(x, y).backward()
-        times[loss] = (time.perf_counter() - start) / args.repeats * 1e3
-    base = times["softmax"]
-    print(f"{args.batch} × {args.dim} embeddings, {args.classes} classes, {args.threads} thread(s)")
-    for loss, ms in times.items():
-        print(f"{loss:15s} {ms:8.2f} ms/step  {ms / base:5.2f}× softmax")
+    heads = {loss: make_head(loss, args.dim, args.classes, s=64.0) for loss in LOSSES if loss != "triplet"}
+    for head in heads.values():  # warm up
+        head(x, y).backward()
+    best = dict.fromkeys(heads, float("inf"))
+    for r in range(args.repeats):  # one step of every head per round, the order reversed every other round
+        for loss in (list(heads) if r % 2 == 0 else list(heads)[::-1]):
+            start = time.perf_counter()
+            heads[loss](x, y).backward()
+            best[loss] = min(best[loss], (time.perf_counter() - start) * 1e3)
+    print(f"{args.batch} × {args.dim} embeddings, {args.classes} classes, fp32, {torch.get_num_threads()} "
+          f"thread(s), device cpu; fastest of {args.repeats} alternating rounds")
+    for loss, ms in best.items():
+        print(f"{loss:15s} {ms:8.2f} ms/step  {ms / best['softmax']:5.2f}× softmax")
 
 
 def main() -> None:
