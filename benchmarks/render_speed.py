@@ -3,9 +3,9 @@ rendered at 112×112 (and 64×64, the branch's size), forward and backward, on o
 and where the time goes (projection, shading, rasterisation, backward), the number of pixel–triangle pairs,
 and the ratio to the dense pixel × triangle product the culling avoids. Then the library's rasteriser
 against that dense product written the plain PyTorch way (:func:`rasterize_dense`, a baseline measured in the
-same run, on ``--dense-batch`` faces at 64×64: its (B, T, S²) tensors take about 4 GB a face): the two give the same image and
-silhouette (checked first, to float rounding), then alternate for ``--repeats`` rounds, forward + backward of
-the rasterisation, the fastest round of each. Not a test.
+same run, on ``--dense-batch`` faces at 64×64; its (B, T, S²) tensors take about 4 GB a face): the two give
+the same image and silhouette (checked first, to float rounding), then alternate for ``--repeats`` rounds,
+forward + backward of the rasterisation, the fastest round of each. Not a test.
 
     OMP_NUM_THREADS=1 python benchmarks/render_speed.py [--batch 16] [--size 112] [--repeats 5] [--threads 1]
         [--dense-batch 1]
