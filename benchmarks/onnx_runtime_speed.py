@@ -29,11 +29,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torchvision.ops import nms
 
 from facelearn import pipeline
 from facelearn.data.synthface.people import render_people_scene, sample_people
 from facelearn.detection.evaluation import write_prediction_file
-from facelearn.detection.postprocess import detect
+from facelearn.detection.box_coding import decode_boxes, decode_landmarks
+from facelearn.detection.postprocess import PRE_NMS_TOP_K, Detections, box_vote, detect, to_tensor
+from facelearn.detection.test_time import in_band, scales_for
 from facelearn.detection.training import read_rgb
 from facelearn.onnx_export import with_runtime
 
@@ -55,12 +59,96 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def detect_image(model: torch.nn.Module, path: Path, out: Path, threshold: float) -> np.ndarray:
-    """What ``facelearn detect --threshold T`` does for one image → the written rows, x y w h score."""
-    det = detect(model, read_rgb(path), score_threshold=threshold, nms_iou=NMS)
+def former_generate_anchors(config, image_size: tuple[int, int], device=None) -> torch.Tensor:
+    """The anchors as ``generate_anchors`` computed them before it kept the last sizes' (the reference)."""
+    out = []
+    for (fh, fw), stride, sizes in zip(config.feature_sizes(image_size), config.strides, config.sizes):
+        ys = (torch.arange(fh, dtype=torch.float32, device=device) + 0.5) * stride
+        xs = (torch.arange(fw, dtype=torch.float32, device=device) + 0.5) * stride
+        cy, cx = torch.meshgrid(ys, xs, indexing="ij")
+        k = len(sizes)
+        side = torch.tensor(sizes, dtype=torch.float32, device=device)
+        level = torch.stack([cx[..., None].expand(fh, fw, k), cy[..., None].expand(fh, fw, k),
+                             side.expand(fh, fw, k), side.expand(fh, fw, k)], dim=-1)
+        out.append(level.reshape(-1, 4))
+    return torch.cat(out)
+
+
+def former_candidates(outputs: dict[str, torch.Tensor], anchors: torch.Tensor, *, score_threshold: float = 0.02,
+                      pre_nms_top_k: int = PRE_NMS_TOP_K, variances: tuple[float, float] = (0.1, 0.2)
+                      ) -> list[Detections]:
+    """``candidates`` as it was: the softmax of every anchor, then the threshold (the reference)."""
+    scores = F.softmax(outputs["cls"].float(), dim=-1)[..., 1]
+    anchors = anchors.to(scores.device, torch.float32)
+    results = []
+    for b in range(scores.shape[0]):
+        s = scores[b]
+        keep = (s > score_threshold).nonzero().squeeze(1)
+        keep = keep[s[keep].argsort(descending=True)[:pre_nms_top_k]]
+        boxes = decode_boxes(outputs["box"][b, keep].float(), anchors[keep], variances)
+        if "landmarks" in outputs:
+            pts = decode_landmarks(outputs["landmarks"][b, keep].float(), anchors[keep], variances)
+        else:
+            pts = boxes.new_full((len(keep), 5, 2), -1.0)
+        results.append(Detections(boxes, s[keep], pts))
+    return results
+
+
+@torch.no_grad()
+def former_detect(model: torch.nn.Module, image, *, score_threshold: float = 0.5, nms_iou: float = 0.4,
+                  scale=None, flip: bool = False, vote_iou: float | None = None, max_size: int | None = None,
+                  max_detections: int = 750) -> Detections:
+    """``detect`` as it was (the reference): every anchor softmaxed, the anchors computed for every pass."""
+    x = to_tensor(image)
+    h, w = x.shape[-2:]
+    scales = scales_for(h, w, scale)
+    device = next(model.parameters()).device
+    config = getattr(model, "eager", model).anchor_config
+    was_training = model.training
+    model.eval()
+    pool = []
+    for factor in scales:
+        if max_size is not None and max(h, w) * factor > max_size:
+            factor = max_size / max(h, w)
+        xs = x
+        if factor != 1.0:
+            xs = F.interpolate(x[None], size=(max(1, round(h * factor)), max(1, round(w * factor))), mode="bilinear",
+                               align_corners=False, antialias=factor < 1)[0]
+        anchors = former_generate_anchors(config, tuple(xs.shape[-2:]), device=device)
+        for mirror in (False, True) if flip else (False,):
+            out = model(model.preprocess((xs.flip(-1) if mirror else xs)[None].to(device)))
+            found = former_candidates(out, anchors, score_threshold=score_threshold)[0]
+            if scale is None:
+                found = found.take(in_band(found.boxes).nonzero().squeeze(1))
+            found = found.scaled(w / xs.shape[-1], h / xs.shape[-2])
+            pool.append(found.mirrored(w) if mirror else found)
+    model.train(was_training)
+    pool = Detections.cat(pool)
+    pool = pool.take(pool.scores.argsort(descending=True)[:PRE_NMS_TOP_K])
+    det = pool.take(nms(pool.boxes, pool.scores, nms_iou)[:max_detections])
+    if vote_iou is not None:
+        det = box_vote(det, pool, vote_iou)
+    det.boxes[:, 0::2] = det.boxes[:, 0::2].clamp(0, w)
+    det.boxes[:, 1::2] = det.boxes[:, 1::2].clamp(0, h)
+    return Detections(det.boxes.cpu(), det.scores.cpu(), det.landmarks.cpu())
+
+
+def former_write_prediction_file(path: Path, image_name: str, boxes: np.ndarray, scores: np.ndarray) -> None:
+    """``write_prediction_file`` as it was (the reference): one f-string per box."""
+    boxes, scores = np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray(scores, dtype=np.float64).ravel()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = "".join(f"{x:.3f} {y:.3f} {w:.3f} {h:.3f} {s:.6f}\n" for (x, y, w, h), s in zip(boxes, scores))
+    path.write_text(f"{image_name}\n{len(boxes)}\n{body}", encoding="utf-8")
+
+
+def detect_image(model: torch.nn.Module, path: Path, out: Path, threshold: float, former: bool = False) -> np.ndarray:
+    """What ``facelearn detect --threshold T`` does for one image → the written rows, x y w h score; with
+    ``former``, the shared code as it was before (the reference)."""
+    det = (former_detect if former else detect)(model, read_rgb(path), score_threshold=threshold, nms_iou=NMS)
     b = det.boxes.numpy()
     xywh = np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
-    write_prediction_file(out / f"{path.stem}.txt", path.stem, xywh, det.scores.numpy())
+    (former_write_prediction_file if former else write_prediction_file)(out / f"{path.stem}.txt", path.stem, xywh,
+                                                                        det.scores.numpy())
     return np.concatenate([xywh, det.scores.numpy()[:, None]], axis=1)
 
 
@@ -99,18 +187,32 @@ def bench_detector(threads: int, repeats: int, image: Path, folder: Path, thresh
     runtimes = {"torch": model, "onnxruntime": with_runtime(model, "detection", None, "onnxruntime", threads)}
     with torch.inference_mode():
         rows = {k: detect_image(m, image, folder / k, threshold) for k, m in runtimes.items()}
+        for k, m in runtimes.items():  # the shared code computes what it computed, bit for bit, and writes it so
+            text = (folder / k / f"{image.stem}.txt").read_bytes()
+            assert np.array_equal(rows[k], detect_image(m, image, folder / k, threshold, former=True)), k
+            assert text == (folder / k / f"{image.stem}.txt").read_bytes(), k
     assert rows["torch"].shape == rows["onnxruntime"].shape and len(rows["torch"]) > 0
     assert np.abs(rows["torch"] - rows["onnxruntime"]).max() < 1e-4, "the runtimes' detections differ"
     passes = pyramid_inputs(model, image, folder / "torch", threshold)
-    both = alternate({k: (lambda m=m, k=k: detect_image(m, image, folder / k, threshold))
-                      for k, m in runtimes.items()}
-                     | {f"net {k}": (lambda m=m: [m(x) for x in passes]) for k, m in runtimes.items()}, repeats)
-    end_to_end = {k: both[k] for k in runtimes}
-    net = {k: both[f"net {k}"] for k in runtimes}
+    work = {}
+    for k, m in runtimes.items():
+        work[k] = lambda m=m, k=k: detect_image(m, image, folder / k, threshold)
+        work[f"former {k}"] = lambda m=m, k=k: detect_image(m, image, folder / k, threshold, former=True)
+        work[f"net {k}"] = lambda m=m: [m(x) for x in passes]
+    t = alternate(work, repeats)
+    end_to_end = {k: t[k] for k in runtimes}
+    former = {k: t[f"former {k}"] for k in runtimes}
+    net = {k: t[f"net {k}"] for k in runtimes}
     largest = f"{passes[0].shape[-1]}×{passes[0].shape[-2]}"
     print(line(threads, f"facelearn detect per image ({len(rows['torch'])} detections)", end_to_end))
     print(line(threads, f"  network alone ({len(passes)} passes, largest {largest})", net))
     print(line(threads, "  outside the network (shared code)", {k: end_to_end[k] - net[k] for k in runtimes}))
+    print(line(threads, "former shared code: detect per image", former))
+    print(line(threads, "  former shared code: outside the network", {k: former[k] - net[k] for k in runtimes}))
+    for k in runtimes:
+        shared, before = end_to_end[k] - net[k], former[k] - net[k]
+        print(f"{threads} thread{'s' if threads > 1 else ' '} {k:12s} shared code {shared * 1e3:6.2f} ms against "
+              f"{before * 1e3:6.2f} ms before (ratio {shared / before:.3f}); threshold {threshold}")
 
 
 def bench_crops(task: str, threads: int, repeats: int) -> None:

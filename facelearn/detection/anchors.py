@@ -14,6 +14,7 @@ its outputs.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -79,8 +80,15 @@ def generate_anchors(config: AnchorConfig, image_size: tuple[int, int],
     """All anchors of an (H, W) input. Returns (A, 4) float32 (cx, cy, w, h) in pixels.
 
     The anchor of level l, cell (i, j) and size s is centred on the cell centre
-    ((j + ½)·stride_l, (i + ½)·stride_l) with width = height = s.
+    ((j + ½)·stride_l, (i + ½)·stride_l) with width = height = s. A detector asks for the same few sizes
+    again and again (one per pyramid pass), so the last sizes' anchors are kept and a copy is returned.
     """
+    h, w = image_size
+    return _anchors(config, (int(h), int(w)), None if device is None else torch.device(device)).clone()
+
+
+@functools.lru_cache(maxsize=16)
+def _anchors(config: AnchorConfig, image_size: tuple[int, int], device: torch.device | None) -> torch.Tensor:
     out = []
     for (fh, fw), stride, sizes in zip(config.feature_sizes(image_size), config.strides, config.sizes):
         ys = (torch.arange(fh, dtype=torch.float32, device=device) + 0.5) * stride

@@ -5,6 +5,7 @@ and evaluating RetinaFace").
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -72,22 +73,37 @@ def candidates(outputs: dict[str, torch.Tensor], anchors: torch.Tensor, *, score
     """Decode a batch of model outputs before NMS. outputs: dict of (B, A, k); anchors: (A, 4) cx cy w h.
 
     Keeps the anchors whose face probability (softmax of ``cls``) exceeds ``score_threshold``, at most the
-    ``pre_nms_top_k`` best, scores descending; landmarks are −1 when the model has no landmark head.
+    ``pre_nms_top_k`` best, scores descending; landmarks are −1 when the model has no landmark head. Only the
+    anchors that can pass are softmaxed and decoded (:func:`_possible`); each row's softmax is computed on its
+    own, so the scores are those of the whole tensor's softmax, bit for bit.
     """
-    scores = F.softmax(outputs["cls"].float(), dim=-1)[..., 1]
-    anchors = anchors.to(scores.device, torch.float32)
+    logits = outputs["cls"].float()
     results = []
-    for b in range(scores.shape[0]):
-        s = scores[b]
+    for b in range(logits.shape[0]):
+        rows = _possible(logits[b], score_threshold)
+        s = F.softmax(logits[b] if rows is None else logits[b, rows], dim=-1)[:, 1]
         keep = (s > score_threshold).nonzero().squeeze(1)
         keep = keep[s[keep].argsort(descending=True)[:pre_nms_top_k]]
-        boxes = decode_boxes(outputs["box"][b, keep].float(), anchors[keep], variances)
+        scores, keep = s[keep], keep if rows is None else rows[keep]
+        a = anchors[keep.to(anchors.device)].to(logits.device, torch.float32)
+        boxes = decode_boxes(outputs["box"][b, keep].float(), a, variances)
         if "landmarks" in outputs:
-            pts = decode_landmarks(outputs["landmarks"][b, keep].float(), anchors[keep], variances)
+            pts = decode_landmarks(outputs["landmarks"][b, keep].float(), a, variances)
         else:
             pts = boxes.new_full((len(keep), 5, 2), -1.0)
-        results.append(Detections(boxes, s[keep], pts))
+        results.append(Detections(boxes, scores, pts))
     return results
+
+
+def _possible(logits: torch.Tensor, score_threshold: float) -> torch.Tensor | None:
+    """The rows of two-class logits (A, 2) whose face probability may exceed ``score_threshold``: softmax's
+    p = σ(l_1 − l_0) > t needs l_1 − l_0 > logit(t); the test keeps a margin of 1 in the logit (a factor e in
+    the odds, far beyond rounding), so every row that passes is among them → (K,) ascending indices, or None
+    (every row) for other heads or a threshold outside (0, 0.99)."""
+    if logits.shape[-1] != 2 or not 0 < score_threshold < 0.99:
+        return None
+    bound = math.log(score_threshold / (1 - score_threshold)) - 1.0
+    return ((logits[:, 1] - logits[:, 0]) > bound).nonzero().squeeze(1)
 
 
 @torch.no_grad()

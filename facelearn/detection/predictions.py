@@ -80,7 +80,8 @@ def write_prediction_file(path: str | os.PathLike, image_name: str, boxes: np.nd
         raise ValueError(f"{len(boxes)} boxes but {len(scores)} scores")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = "".join(f"{x:.3f} {y:.3f} {w:.3f} {h:.3f} {s:.6f}\n" for (x, y, w, h), s in zip(boxes, scores))
+    rows = np.concatenate([boxes, scores[:, None]], axis=1).ravel().tolist()
+    body = ("%.3f %.3f %.3f %.3f %.6f\n" * len(boxes)) % tuple(rows)  # %-format and format() write a float alike
     path.write_text(f"{image_name}\n{len(boxes)}\n{body}", encoding="utf-8")
     return path
 
