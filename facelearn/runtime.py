@@ -125,15 +125,62 @@ def info() -> dict[str, Any]:
     }
 
 
-def gpu_training_record() -> dict[str, Any]:
+def gpu_training_record(path: str | os.PathLike | None = None) -> dict[str, Any]:
     """Training speeds that ``benchmarks/gpu_training.py`` measured on one NVIDIA H200, shipped with the package
-    (``facelearn/records/gpu_training_h200.json``; the cost sections of the training chapters read it).
+    (``facelearn/records/gpu_training_h200.json``; the cost sections of the training chapters read it), or the
+    record that script wrote at ``path``.
 
     Keys: ``device``, ``torch``, ``date``, ``steps`` (timed per line) and ``recipes``: per recipe its ``batch``,
     ``amp`` and ``fp32`` (``ms_per_step``, ``images_per_s``, ``peak_gib``), ``recipe_steps`` (epochs × ⌈training
     set / batch⌉; the loaders drop the last partial batch, one step per epoch fewer), ``recipe_hours`` (with AMP,
-    one GPU) and ``loader_samples_per_s`` (augmented samples per second with 1 and 4 workers).
+    one GPU) and ``loader_samples_per_s`` (augmented samples per second with 1 and 4 workers); newer records
+    also say per recipe where, when and on what it was ``measured``. A record that lacks one of these, or whose
+    figures are not positive numbers, is refused with a ``ValueError`` naming the file and the entry.
     """
     import json
 
-    return json.loads((Path(__file__).parent / "records" / "gpu_training_h200.json").read_text())
+    source = Path(path) if path is not None else Path(__file__).parent / "records" / "gpu_training_h200.json"
+    try:
+        record = json.loads(source.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{source}:{err.lineno}: not a JSON record ({err.msg})") from None
+    _check_gpu_record(record, source)
+    return record
+
+
+def _check_gpu_record(record: Any, source: Path) -> None:
+    """Raise ``ValueError`` at the first entry of ``record`` that :func:`gpu_training_record` promises and lacks."""
+    def positive(value: Any, where: str, optional: bool = False) -> None:
+        if optional and value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
+            raise ValueError(f"{source}: {where} must be a positive number, got {value!r}")
+
+    def entry(table: Any, key: str, where: str) -> Any:
+        if not isinstance(table, dict) or key not in table:
+            raise ValueError(f"{source}: {where} has no {key!r}")
+        return table[key]
+
+    for key in ("device", "torch", "date"):
+        if not isinstance(entry(record, key, "the record"), str):
+            raise ValueError(f"{source}: {key!r} must be a string, got {record[key]!r}")
+    positive(entry(record, "steps", "the record"), "'steps'")
+    recipes = entry(record, "recipes", "the record")
+    if not isinstance(recipes, dict):
+        raise ValueError(f"{source}: 'recipes' must map recipe names to their figures")
+    for name, line in recipes.items():
+        where = f"recipes[{name!r}]"
+        positive(entry(line, "batch", where), f"{where}['batch']")
+        for precision in ("amp", "fp32"):
+            figures = entry(line, precision, where)
+            for key in ("ms_per_step", "images_per_s"):
+                positive(entry(figures, key, f"{where}[{precision!r}]"), f"{where}[{precision!r}][{key!r}]")
+            positive(entry(figures, "peak_gib", f"{where}[{precision!r}]"), f"{where}[{precision!r}]['peak_gib']",
+                     optional=True)  # measured on CUDA only
+        positive(entry(line, "recipe_steps", where), f"{where}['recipe_steps']")
+        positive(entry(line, "recipe_hours", where), f"{where}['recipe_hours']")
+        rates = entry(line, "loader_samples_per_s", where)
+        if not isinstance(rates, dict):
+            raise ValueError(f"{source}: {where}['loader_samples_per_s'] must map worker counts to rates")
+        for workers, rate in rates.items():
+            positive(rate, f"{where}['loader_samples_per_s'][{workers!r}]")
