@@ -34,7 +34,7 @@ class FPN(nn.Module):
         outs = [lat[-1]]
         for i in range(len(lat) - 2, -1, -1):  # top-down: coarse to fine
             up = F.interpolate(outs[0], size=lat[i].shape[-2:], mode="nearest")
-            outs.insert(0, self.merge[i](lat[i] + up))
+            outs.insert(0, self.merge[i](up.add_(lat[i])))  # the sum written into the fresh upsampled map
         if self.p6 is not None:
             outs.append(self.p6(features[-1]))
         return outs

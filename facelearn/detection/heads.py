@@ -28,11 +28,13 @@ class TaskHead(nn.Module):
         self.convs = nn.ModuleList([nn.Conv2d(in_channels, k * values, 1) for k in anchors_per_location])
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        outs = []
-        for conv, f in zip(self.convs, features):
-            y = conv(f).permute(0, 2, 3, 1)  # (B, H, W, k·values): position-major, anchor-minor
-            outs.append(y.reshape(y.shape[0], -1, self.values))
-        return torch.cat(outs, dim=1)
+        # (B, H, W, k·values) views, position-major and anchor-minor, flattened to (B, H·W, k·values) (still
+        # views); with the same k on every level one concatenation copies each prediction once, into the
+        # (B, Σ H·W, k·values) tensor that is (B, A, values) in memory
+        outs = [conv(f).permute(0, 2, 3, 1).flatten(1, 2) for conv, f in zip(self.convs, features)]
+        if len({y.shape[-1] for y in outs}) == 1:
+            return torch.cat(outs, dim=1).view(outs[0].shape[0], -1, self.values)
+        return torch.cat([y.reshape(y.shape[0], -1, self.values) for y in outs], dim=1)
 
 
 def build_heads(in_channels: int, anchors_per_location: tuple[int, ...],

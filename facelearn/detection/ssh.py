@@ -8,7 +8,6 @@ three branches are concatenated and passed through a ReLU (RetinaFace Sec. 3.2, 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from facelearn.detection.backbones import conv_bn
@@ -33,7 +32,7 @@ class SSH(nn.Module):
         t = self.conv5_1(x)
         b5 = self.conv5_2(t)
         b7 = self.conv7_3(self.conv7_2(t))
-        return F.relu(torch.cat([b3, b5, b7], dim=1))
+        return torch.cat([b3, b5, b7], dim=1).relu_()  # in place on the fresh concatenation: one map less
 
 
 def receptive_field(kernels: list[int]) -> int:
