@@ -34,10 +34,13 @@ class Recipe:
     kernels, and also to norm layers and biases when ``decay_norms_and_biases`` (what insightface's SGD and
     PFLD's Adam do; detection keeps them free of decay, as nanoGPT's ``configure_optimizers``);
     warmup_steps: optimiser steps of linear warm-up before the cosine decay
-    (:func:`facelearn.engine.cosine_schedule`); grad_clip: gradient-norm clipping (None: none); amp: mixed
-    precision on a GPU; seed: the run's seed when ``train`` is given none; channels_last, compile: the
+    (:func:`facelearn.engine.cosine_schedule`); grad_clip: gradient-norm clipping (None: none); amp: the
+    :class:`~facelearn.engine.Trainer`'s mixed precision (``True``: on a GPU; ``"bf16"``: bfloat16 autocast on
+    the CPU as well); seed: the run's seed when ``train`` is given none; channels_last, compile: the
     :class:`~facelearn.engine.Trainer`'s switches (image batches and convolution weights stored channels-last;
-    the forward compiled with ``torch.compile``), which change the speed on a GPU, not what is computed.
+    the forward compiled with ``torch.compile``). These four change the speed and, in the last digits (bf16: in
+    the third or fourth), what is computed; the presets keep ``amp=True`` and the other two off, so that a CPU
+    run repeats the shipped checkpoints bit for bit.
     """
 
     name: str
@@ -50,7 +53,7 @@ class Recipe:
     decay_norms_and_biases: bool = False
     warmup_steps: int = 0
     grad_clip: float | None = None
-    amp: bool = True
+    amp: bool | str = True
     seed: int = 0
     channels_last: bool = False
     compile: bool = False
