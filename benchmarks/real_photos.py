@@ -2,7 +2,11 @@
 protocol, Haar's figures beside them, the same photos resized so their faces are tiny or fill the frame, and
 SynthFace val AP under each protocol (chapter 12's 100 validation scenes).
 
-    python benchmarks/real_photos.py [--shared ../shared/data]
+    OMP_NUM_THREADS=1 python benchmarks/real_photos.py [--shared ../shared/data]
+
+A benchmark of accuracy, measured once (nothing random): the baselines, measured in the same run, are Haar's
+cascade for the photos' AP and the single-pass protocol for the seconds (``× single``: a protocol's seconds
+over its; Haar's seconds leave SynthFace val out). Prints the checkpoint, the device and the thread count.
 
 The labelled photos and small_lfw.bin are read from ``--shared`` (the project's fixtures); without them only
 the no-face photos and SynthFace val are measured.
@@ -54,25 +58,31 @@ def main() -> None:
     if "astronaut.jpg" in by_name:  # her face filling a 600 px frame
         variants.append(resized(*by_name["astronaut.jpg"], (160, 40, 290, 200), 600))
     no_face = no_face_photos()
-    model = load_detector(find_checkpoint("retinaface_mnet025_quick.pt"))
+    checkpoint = find_checkpoint("retinaface_mnet025_quick.pt")
+    model = load_detector(checkpoint)
     root = synthface_root(train_config("quick", synth_train=PAGE_SCENES, synth_val=PAGE_VAL_SCENES), progress=False)
 
+    print(f"model {checkpoint.name} ({model.config.backbone}), device {next(model.parameters()).device}, "
+          f"{torch.get_num_threads()} thread(s); {len(photos)} labelled photos, {len(no_face)} without a face")
     print(f"{'detector':<24}{'AP@0.4':>8}{'confident FPs':>15}{'AP resized':>12}{'SynthFace val easy/medium/hard':>34}"
-          f"{'seconds':>9}")
-    report = RealPhotoReport()
+          f"{'seconds':>9}{'× single':>9}")
+    report, single = RealPhotoReport(), None
     for name in ("single", "synthface", "real"):
         start = time.perf_counter()
         detector = retinaface_detector(model, **PROTOCOLS[name].keywords)
         r = report.detection[f"retinaface ({name})"] = evaluate_detector(detector, photos, no_face)
         small = evaluate_detector(detector, variants, {}).ap if variants else float("nan")
         ap = evaluate_model(model, root, progress=False, **PROTOCOLS[name].keywords).ap
+        seconds = time.perf_counter() - start
+        single = single or seconds
         print(f"{'retinaface ' + name:<24}{r.ap:>8.3f}{r.total_false_positives:>15}{small:>12.3f}"
-              f"{'  '.join(f'{v:.3f}' for v in ap.values()):>34}{time.perf_counter() - start:>9.1f}", flush=True)
+              f"{'  '.join(f'{v:.3f}' for v in ap.values()):>34}{seconds:>9.1f}{seconds / single:>9.2f}", flush=True)
     start = time.perf_counter()
     haar = report.detection["haar cascade"] = evaluate_detector(haar_detector(), photos, no_face)
     small = evaluate_detector(haar_detector(), variants, {}).ap if variants else float("nan")
+    seconds = time.perf_counter() - start
     print(f"{'haar cascade':<24}{haar.ap:>8.3f}{haar.total_false_positives:>15}{small:>12.3f}{'-':>34}"
-          f"{time.perf_counter() - start:>9.1f}")
+          f"{seconds:>9.1f}{'-':>9}")
     print("confident false positives per photo:")
     for name, r in report.detection.items():
         print(f"  {name:<24}" + ", ".join(f"{k} {v}" for k, v in r.false_positives.items()))
