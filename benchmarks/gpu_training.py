@@ -221,14 +221,18 @@ def time_steps(case: Case, device: torch.device, amp: bool, steps: int, warmup: 
 
 def loader_rate(loader: Any, workers: int, batches: int = 20, deadline: float = math.inf) -> float:
     """Training samples per second that ``loader``'s data set and collate function make with ``workers``
-    processes, over ``batches`` batches (at least 2; fewer once ``deadline`` has passed)."""
+    processes, over ``batches`` batches (at least 2; fewer once ``deadline`` has passed), counted after the
+    batches the workers had made ahead while the first one was awaited (two per worker) are taken."""
     from torch.utils.data import ConcatDataset
 
-    repeated = ConcatDataset([loader.dataset] * math.ceil((batches + 1) * loader.batch_size / len(loader.dataset)))
+    ahead = 1 + 2 * workers  # the first batch and the ones prefetched (DataLoader: prefetch_factor 2 per worker)
+    repeated = ConcatDataset([loader.dataset] *
+                             math.ceil((batches + ahead + 1) * loader.batch_size / len(loader.dataset)))
     fast = make_loader(repeated, loader.batch_size, shuffle=True, num_workers=workers,
                        collate_fn=loader.collate_fn, drop_last=True)
     it = iter(fast)
-    next(it)  # workers started
+    for _ in range(ahead):
+        next(it)
     start = time.perf_counter()
     n = 0
     for i, _ in zip(range(batches), it):
