@@ -150,7 +150,8 @@ def _shade(cam: np.ndarray, tri: np.ndarray, light: np.ndarray, ambient: float) 
 
     cam: (V, 3) camera-space vertices; tri: (T, 3) vertex indices; light: (3,) unit direction. The corners
     are gathered coordinate by coordinate ((3, 3, T): contiguous rows), so the cross product and the
-    normalisation are 1-D operations; the unit normals are stacked to (T, 3) for the product with l."""
+    normalisation are 1-D operations; the unit normals are stacked to (T, 3) for the product with l, and turned
+    towards the camera after it: a sign flips a product's terms and its sum exactly."""
     (ax, bx, cx), (ay, by, cy), (az, bz, cz) = cam.T.take(tri.T, axis=1)
     u0, u1, u2 = bx - ax, by - ay, bz - az  # u = b - a
     v0, v1, v2 = cx - ax, cy - ay, cz - az  # v = c - a
@@ -160,12 +161,23 @@ def _shade(cam: np.ndarray, tri: np.ndarray, light: np.ndarray, ambient: float) 
     n1 /= norm
     n2 /= norm
     outward = -np.sign(n2 + 1e-12)  # towards the camera for visible triangles
-    n = np.stack([n0 * outward, n1 * outward, n2 * outward], axis=1)
-    return ambient + (1 - ambient) * np.clip(n @ light, 0, 1), (az + bz + cz) / 3
+    n_dot_l = (np.stack([n0, n1, n2], axis=1) @ light) * outward
+    return ambient + (1 - ambient) * np.clip(n_dot_l, 0, 1), (az + bz + cz) / 3
 
 
 def _poly(p: np.ndarray) -> np.ndarray:
     return np.rint(p * _ONE).astype(np.int32)  # np.round(·) with 0 decimals is np.rint
+
+
+def _point(p: np.ndarray) -> tuple[int, int]:
+    """tuple(_poly(p)) for one point (2,), in Python ints: round() rounds halves to even as np.rint does."""
+    x, y = p.tolist()
+    return round(x * _ONE), round(y * _ONE)
+
+
+def _fixed(corners) -> np.ndarray:
+    """_poly(np.array(corners)) for (x, y) pairs of Python floats: (K, 2) int32, rounded as :func:`_point`."""
+    return np.array([(round(x * _ONE), round(y * _ONE)) for x, y in corners], np.int32)
 
 
 def _norm(v: np.ndarray) -> float:
@@ -187,6 +199,7 @@ def _colour(rgb, k: float = 1.0) -> tuple:
 
 
 _NOSTRILS = np.array([55, 59, 57])  # nose landmarks whose triangle's orientation decides whether nostrils show
+_LOWER_LID = np.array([4, 5, 6, 7, 0])  # an eye's lower lid among its 8 outline points, corner 4 round to corner 0
 
 
 def _features(canvas, identity: Identity, pts, cam, k: float, unit: float):
@@ -210,15 +223,18 @@ def _features(canvas, identity: Identity, pts, cam, k: float, unit: float):
         lid = -down * 0.3 * w
 
         def draw():
-            cv2.fillConvexPoly(canvas, _poly(c), _colour([235, 232, 225], k), cv2.LINE_8, SHIFT)
+            q = _poly(c)  # the eye's outline in fixed point; the lids below are its rows 0…4 and 4…7, 0
+            cv2.fillConvexPoly(canvas, q, _colour([235, 232, 225], k), cv2.LINE_8, SHIFT)
             if opening > 0.15 * w:
-                centre, r = tuple(_poly(L[pupil])), 0.22 * w
+                centre, r = _point(L[pupil]), 0.22 * w
                 cv2.circle(canvas, centre, int(r * _ONE), _colour(identity.iris, k), -1, cv2.LINE_8, SHIFT)
                 cv2.circle(canvas, centre, int(0.45 * r * _ONE), (15, 15, 15), -1, cv2.LINE_8, SHIFT)
-                upper, lower = c[[0, 1, 2, 3, 4]], c[[4, 5, 6, 7, 0]]  # repaint the lids over the iris' overflow
-                cv2.fillPoly(canvas, [_poly(np.concatenate([upper, upper[::-1] + lid]))], skin, cv2.LINE_8, SHIFT)
-                cv2.fillPoly(canvas, [_poly(np.concatenate([lower, lower[::-1] - lid]))], skin, cv2.LINE_8, SHIFT)
-            cv2.polylines(canvas, [_poly(c[0:5])], False, (30, 25, 25), line, cv2.LINE_8, SHIFT)
+                # repaint the lids over the iris' overflow: each lid, then itself backwards moved by the lid
+                upper = np.concatenate([q[:5], _poly(c[4::-1] + lid)])
+                lower = np.concatenate([q.take(_LOWER_LID, axis=0), _poly(c.take(_LOWER_LID[::-1], axis=0) - lid)])
+                cv2.fillPoly(canvas, [upper], skin, cv2.LINE_8, SHIFT)
+                cv2.fillPoly(canvas, [lower], skin, cv2.LINE_8, SHIFT)
+            cv2.polylines(canvas, [q[:5]], False, (30, 25, 25), line, cv2.LINE_8, SHIFT)
         items.append((z[i0:i0 + 8].min() - 0.3, draw))
 
     def brow(i0):
@@ -240,7 +256,7 @@ def _features(canvas, identity: Identity, pts, cam, k: float, unit: float):
         for a, b in ((55, 56), (59, 58)):
             c = 0.4 * (L[a] + L[b]) + 0.2 * L[54]
             ax = max(0.28 * unit, 0.3)
-            cv2.ellipse(canvas, tuple(_poly(c)), (int(ax * _ONE), int(0.6 * ax * _ONE)), 0, 0, 360,
+            cv2.ellipse(canvas, _point(c), (int(ax * _ONE), int(0.6 * ax * _ONE)), 0, 0, 360,
                         _colour(identity.skin, 0.35 * k), -1, cv2.LINE_8, SHIFT)
 
     def glasses():
@@ -251,10 +267,10 @@ def _features(canvas, identity: Identity, pts, cam, k: float, unit: float):
                 continue
             axes = (int(2.0 * unit * _ONE * min(1.0, _norm(across) / (6.4 * unit) + 0.2)), int(1.45 * unit * _ONE))
             if identity.glasses == 2:
-                cv2.ellipse(canvas, tuple(_poly(L[eye_i])), axes, ang, 0, 360, (20, 20, 25), -1, cv2.LINE_8, SHIFT)
-            cv2.ellipse(canvas, tuple(_poly(L[eye_i])), axes, ang, 0, 360, _colour(identity.glasses_colour), line,
+                cv2.ellipse(canvas, _point(L[eye_i]), axes, ang, 0, 360, (20, 20, 25), -1, cv2.LINE_8, SHIFT)
+            cv2.ellipse(canvas, _point(L[eye_i]), axes, ang, 0, 360, _colour(identity.glasses_colour), line,
                         cv2.LINE_8, SHIFT)
-        cv2.line(canvas, tuple(_poly(L[96] + 0.3 * across)), tuple(_poly(L[97] - 0.3 * across)),
+        cv2.line(canvas, _point(L[96] + 0.3 * across), _point(L[97] - 0.3 * across),
                  _colour(identity.glasses_colour), line, cv2.LINE_8, SHIFT)
 
     eye(60, 96)
@@ -330,6 +346,7 @@ def draw_face(canvas: np.ndarray, identity: Identity, expression: Expression, po
 
 
 _COS9, _SIN9 = np.cos(np.linspace(0, 2 * np.pi, 10)[:-1]), np.sin(np.linspace(0, 2 * np.pi, 10)[:-1])
+_OVAL = tuple(zip(_COS9.tolist(), _SIN9.tolist()))  # the oval's 9 (cos, sin) pairs as Python floats
 _EAR = {side: np.flatnonzero((np.abs(TOPOLOGY.uv[:, 0] - side * np.pi / 2) < 0.25) & (np.abs(TOPOLOGY.uv[:, 1] - 1.5) < 2.0))
         for side in (-1, 1)}
 #: each ear's lowest and highest vertex on the head (its long axis)
@@ -339,19 +356,25 @@ _EAR_ENDS = {side: (int(idx[np.argmax(TOPOLOGY.uv[idx, 1])]), int(idx[np.argmin(
 
 def _ear(canvas, cam, pts, side: int, colour, face_centre):
     """(depth, draw) for the ear on ``side`` (-1: the image-left side of a frontal face): an oval that sticks
-    out sideways from the head's side vertices; face_centre: the mean of the 98 landmarks (2,)."""
+    out sideways from the head's side vertices; face_centre: the mean of the 98 landmarks (2,).
+
+    The oval's 9 corners, centre + 0.12 h·o + cos θ·(0.22 h·o) + sin θ·(0.45 h·a) for the outward and along
+    directions o and a, are summed in Python floats in that order."""
     idx = _EAR[side]
-    centre = pts[idx].sum(0) / len(idx)  # np.mean's sum and division, as below
+    centre = pts.take(idx, axis=0).sum(0) / len(idx)  # np.mean's sum and division, as below
     low, high = _EAR_ENDS[side]
     axis = pts[low] - pts[high]
     h = max(_norm(axis), 1.0)
     along = axis / h
     outward = centre - face_centre
     outward -= along * (outward @ along)
-    outward = outward / (_norm(outward) + 1e-9)
-    oval = centre + outward * 0.12 * h + _COS9[:, None] * (outward * 0.22 * h) + _SIN9[:, None] * (along * 0.45 * h)
-    depth = cam[idx, 2].sum() / len(idx) + 0.8
-    return depth, lambda: cv2.fillConvexPoly(canvas, _poly(oval), colour, cv2.LINE_8, SHIFT)
+    outward /= _norm(outward) + 1e-9
+    (cx, cy), (ox, oy), (ax, ay) = centre.tolist(), outward.tolist(), along.tolist()
+    bx, by = cx + ox * 0.12 * h, cy + oy * 0.12 * h
+    ox, oy, ax, ay = ox * 0.22 * h, oy * 0.22 * h, ax * 0.45 * h, ay * 0.45 * h
+    oval = _fixed([(bx + c * ox + s * ax, by + c * oy + s * ay) for c, s in _OVAL])
+    depth = cam[:, 2].take(idx).sum() / len(idx) + 0.8
+    return depth, lambda: cv2.fillConvexPoly(canvas, oval, colour, cv2.LINE_8, SHIFT)
 
 
 def _draw_body(canvas, pts, cam, pose, height, identity, clothes):
@@ -370,7 +393,7 @@ def _draw_body(canvas, pts, cam, pose, height, identity, clothes):
             (cx - sx * 3.0 * u - ux * 4 * u, cy - sy * 3.0 * u - uy * 4 * u),
             (cx - sx * 3.2 * u + ux * 6 * u, cy - sy * 3.2 * u + uy * 6 * u),
             (cx + sx * 3.2 * u + ux * 6 * u, cy + sy * 3.2 * u + uy * 6 * u)]
-    neck, skin = _poly(np.array(neck)), _colour(identity.skin * 0.75)
+    neck, skin = _fixed(neck), _colour(identity.skin * 0.75)
     cv2.fillConvexPoly(canvas, neck, skin, cv2.LINE_8, SHIFT)
     hx, hy = cx + ux * 4.5 * u, cy + uy * 4.5 * u  # the shoulders' centre
     body = [(hx + sx * 4 * u, hy + sy * 4 * u), (hx - sx * 4 * u, hy - sy * 4 * u),
@@ -378,5 +401,5 @@ def _draw_body(canvas, pts, cam, pose, height, identity, clothes):
             (hx - sx * 12 * u + ux * 30 * u, hy - sy * 12 * u + uy * 30 * u),
             (hx + sx * 12 * u + ux * 30 * u, hy + sy * 12 * u + uy * 30 * u),
             (hx + sx * 11 * u + ux * 5 * u, hy + sy * 11 * u + uy * 5 * u)]
-    cv2.fillPoly(canvas, [_poly(np.array(body))], _colour(clothes), cv2.LINE_8, SHIFT)
+    cv2.fillPoly(canvas, [_fixed(body)], _colour(clothes), cv2.LINE_8, SHIFT)
     cv2.fillConvexPoly(canvas, neck, skin, cv2.LINE_8, SHIFT)

@@ -218,9 +218,10 @@ def finish(img: np.ndarray, rng: np.random.Generator, noise: float = 4.0, gain: 
         n, n3, out = _SCRATCH.get(img.shape)
         cv2.setRNGSeed(seed)
         cv2.randn(n, 0.0, sigma)
-        # the image in float32 plus the noise (the same in the three channels); OpenCV's add is NumPy's float32
-        # addition, without NumPy's slow broadcast over the channel axis
-        out = cv2.add(img, cv2.cvtColor(n, cv2.COLOR_GRAY2BGR, dst=n3), dst=out, dtype=cv2.CV_32F)
+        # the image in float32 plus the noise (the same in the three channels); OpenCV's add of two float32
+        # images is NumPy's float32 addition, without NumPy's slow broadcast over the channel axis
+        np.copyto(out, img)
+        out = cv2.add(out, cv2.cvtColor(n, cv2.COLOR_GRAY2BGR, dst=n3), dst=out)
     else:
         out = img.astype(np.float32)
     return cv2.convertScaleAbs(out, alpha=gain) if abs(gain - 1) >= 1e-3 else np.clip(out, 0, 255, out=out).astype(np.uint8)
