@@ -2,7 +2,6 @@
 (``runtime.gpu_training_record``) accepts, with the shipped record's lines and fields; its timing excludes the
 warm-up and stops at its deadline; a record it rewrites keeps the lines it did not measure."""
 
-import importlib.util
 import json
 import math
 import os
@@ -16,21 +15,13 @@ import torch
 from torch import nn
 
 from facelearn import runtime
+from benchmark_module import benchmark
 from test_gpu_record import check_consistent, recipe_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load():
-    """benchmarks/gpu_training.py as a module, registered first (its dataclass looks itself up in sys.modules)."""
-    spec = importlib.util.spec_from_file_location("gpu_training", ROOT / "benchmarks" / "gpu_training.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("gpu_training", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load()
+bench = benchmark("gpu_training")
 
 
 def _paths(obj, prefix=()):
