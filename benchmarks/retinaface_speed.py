@@ -5,16 +5,19 @@ here nearly every anchor passes the 0.02 evaluation threshold, the worst case fo
 training step (forward, loss with matching and OHEM, backward, SGD update) at batch 8 × 640×640, the
 library's against the step as it was (:func:`former_step`: the forward that normalised its input itself,
 :func:`former_loss` with :func:`former_match` and OHEM by two argsorts, targets gathered for every anchor and
-selected by boolean masks, logs read on the host), after checking that both give the same loss and the same
-gradients, in alternating rounds at one thread and at torch's default, with the split of each step into
-forward, loss, backward and update, and the library's step with ``channels_last`` weights and images; the
+selected by boolean masks, logs read on the host; and the former SSH, FPN and head forwards:
+:func:`former_modules`), after checking that both give the same loss and the same gradients, in alternating
+rounds at one thread and at torch's default, with the split of each step into forward, loss, backward and
+update, and the library's step with the Trainer's switches (``channels_last`` weights and images, bf16
+autocast, both; with ``--compile`` also the forward compiled by ``torch.compile``, the compilation timed
+apart), each with its first loss's deviation from the default's; the
 loss alone, the two side by side; the forward pass alone, with the preprocessing outside it
 (``model.preprocess`` done once, as a data loader does) against the former forward that normalised its
 [0, 1] input itself (:func:`forward_normalising_inside`), as a ratio. Prints the model, the batch, the
 device and the thread count; not a test.
 
     python benchmarks/retinaface_speed.py [--model retinaface-mobilenet0.25] [--repeats 10] [--device cpu]
-        [--train-threads N] [--only-training]
+        [--train-threads N] [--only-training] [--compile]
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import copy
 import statistics
 import time
+import types
 
 import numpy as np
 import torch
@@ -64,6 +68,8 @@ def main() -> None:
     parser.add_argument("--train-threads", type=int, default=None, help="threads for the training step "
                                                                           "besides 1 (default: torch's default)")
     parser.add_argument("--only-training", action="store_true", help="time the training step alone")
+    parser.add_argument("--compile", action="store_true", help="add training-step rows with the forward compiled by "
+                                                               "torch.compile (minutes of compilation)")
     args = parser.parse_args()
     dev = runtime.device(args.device)
     runtime.seed_everything(0)
@@ -74,7 +80,7 @@ def main() -> None:
     train_threads = args.train_threads or default_threads
     if not args.only_training:
         detect_latency(model, dev, args.repeats)
-    training_step_as_it_was(model, dev, max(3, args.repeats // 3), sorted({1, train_threads}))
+    training_step_as_it_was(model, dev, max(3, args.repeats // 3), sorted({1, train_threads}), args.compile)
     if not args.only_training:
         preprocessing_outside(model, dev, args.repeats, default_threads)
 
@@ -225,33 +231,113 @@ def random_faces(n_images: int, dev: torch.device) -> tuple[list[torch.Tensor], 
 PHASES = ("forward", "loss", "backward", "update")
 
 
-def training_step_as_it_was(model: retinaface.RetinaFace, dev: torch.device, rounds: int, threads: list[int]) -> None:
+def former_ssh_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """The former ``SSH.forward``: the ReLU on the concatenated branches written into a new tensor."""
+    b3 = self.conv3(x)
+    t = self.conv5_1(x)
+    return F.relu(torch.cat([b3, self.conv5_2(t), self.conv7_3(self.conv7_2(t))], dim=1))
+
+
+def former_fpn_forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The former ``FPN.forward``: each top-down sum a new tensor."""
+    lat = [conv(f) for conv, f in zip(self.lateral, features)]
+    outs = [lat[-1]]
+    for i in range(len(lat) - 2, -1, -1):
+        up = F.interpolate(outs[0], size=lat[i].shape[-2:], mode="nearest")
+        outs.insert(0, self.merge[i](lat[i] + up))
+    if self.p6 is not None:
+        outs.append(self.p6(features[-1]))
+    return outs
+
+
+def former_head_forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+    """The former ``TaskHead.forward``: each level's predictions copied to (B, H·W·k, values), then copied again
+    by the concatenation."""
+    outs = []
+    for conv, f in zip(self.convs, features):
+        y = conv(f).permute(0, 2, 3, 1)
+        outs.append(y.reshape(y.shape[0], -1, self.values))
+    return torch.cat(outs, dim=1)
+
+
+def former_modules(model: retinaface.RetinaFace) -> retinaface.RetinaFace:
+    """A copy of ``model`` (same weights) whose SSH, FPN and heads run their former forwards."""
+    from facelearn.detection.fpn import FPN
+    from facelearn.detection.heads import TaskHead
+    from facelearn.detection.ssh import SSH
+
+    net = copy.deepcopy(model)
+    for module in net.modules():
+        for cls, fn in ((SSH, former_ssh_forward), (FPN, former_fpn_forward), (TaskHead, former_head_forward)):
+            if isinstance(module, cls):
+                module.forward = types.MethodType(fn, module)
+    return net
+
+
+def training_step_as_it_was(model: retinaface.RetinaFace, dev: torch.device, rounds: int, threads: list[int],
+                            compile_rows: bool = False) -> None:
     """The training step as it was against the library's, on one batch of 8 × 640² with 10 faces per image:
     same loss and same gradients first, then, per thread count, the fastest of ``rounds`` alternating rounds of
-    whole steps (former, library, library with ``channels_last``), of each step's phases, and of the loss alone."""
+    whole steps (former; library; library with the Trainer's switches: ``channels_last``, bf16 autocast, both,
+    and with ``compile_rows`` the forward compiled by ``torch.compile``, alone and with ``channels_last``,
+    compilation timed apart), of each step's phases, and of the loss alone. Each switch's first loss is printed
+    with its deviation from the default's (same weights, same batch)."""
     model.train()
     batch, size = 8, 640
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(dev)
     anchors = model.anchors((size, size), device=dev)
     boxes, points, has = random_faces(batch, dev)
     criterion = MultiTaskLoss()
-    fast = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    former_net = former_modules(model)
     images_cl = images.contiguous(memory_format=torch.channels_last)
-    optimizers = {id(m): torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9) for m in (model, fast)}
 
-    def former(net=model) -> tuple[torch.Tensor, dict[str, float]]:
+    def switched(channels_last: bool = False, bf16: bool = False, compiled: bool = False):
+        """(model, forward, loss) of the library's step with the Trainer's switches (a copy of the weights)."""
+        net = copy.deepcopy(model)
+        if channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        if compiled:
+            net.compile()
+        x = images_cl if channels_last else images
+
+        def forward() -> dict[str, torch.Tensor]:
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                return net(net.preprocess(x))
+        return net, forward, lambda out: criterion(out, anchors, boxes, points, has)
+
+    def former(net=former_net) -> tuple[torch.Tensor, dict[str, float]]:
         return former_loss(forward_normalising_inside(net, images), anchors, boxes, points, has)
 
     def library(net=model, x=images) -> tuple[torch.Tensor, dict]:
         return criterion(net(net.preprocess(x)), anchors, boxes, points, has)
 
-    same_loss_and_gradients(model, former, library)
-    steps = {"former": (model, lambda: forward_normalising_inside(model, images),
+    same_loss_and_gradients((former_net, former), (model, library))
+    steps = {"former": (former_net, lambda: forward_normalising_inside(former_net, images),
                         lambda out: former_loss(out, anchors, boxes, points, has)),
              "library": (model, lambda: model(model.preprocess(images)),
                          lambda out: criterion(out, anchors, boxes, points, has)),
-             "library, channels_last": (fast, lambda: fast(fast.preprocess(images_cl)),
-                                        lambda out: criterion(out, anchors, boxes, points, has))}
+             "library, channels_last": switched(channels_last=True),
+             "library, bf16 autocast": switched(bf16=True),
+             "library, bf16 + channels_last": switched(channels_last=True, bf16=True)}
+    if compile_rows:
+        steps["library, compile"] = switched(compiled=True)
+        steps["library, channels_last + compile"] = switched(channels_last=True, compiled=True)
+        steps["library, bf16 + channels_last + compile"] = switched(channels_last=True, bf16=True, compiled=True)
+    optimizers = {id(m): torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9) for m, _, _ in steps.values()}
+
+    reference = None
+    for name, (net, forward, loss_fn) in steps.items():  # first losses, before any update (same weights)
+        if name == "former":
+            continue
+        t = time.perf_counter()
+        with torch.no_grad():
+            loss = float(loss_fn(forward())[0])
+        seconds = time.perf_counter() - t
+        if reference is None:
+            reference = loss
+        note = f"; first call {seconds:.1f} s (compilation)" if "compile" in name else ""
+        print(f"  {name:<40} first loss {loss:.7f} (relative deviation from the default's "
+              f"{abs(loss - reference) / abs(reference):.1e}){note}")
 
     def step(net, forward, loss_fn, split: bool) -> list[float]:
         """One step; with ``split`` the seconds of each phase (waiting for the device between them), else the
@@ -284,15 +370,21 @@ def training_step_as_it_was(model: retinaface.RetinaFace, dev: torch.device, rou
           f"rounds, device {dev}:")
     for n_threads in threads:
         torch.set_num_threads(n_threads)
+        t = time.perf_counter()
+        for name, v in steps.items():  # a compiled forward compiles its backward on the first step
+            if "compile" in name:
+                step(*v, split=False)
+        if compile_rows:
+            print(f"  {n_threads} thread(s): compiled backward passes and recompilations {time.perf_counter() - t:.1f} s")
         whole = alternate({k: (lambda v=v: step(*v, split=False)) for k, v in steps.items()}, rounds, dev)
-        split = alternate({k: (lambda v=v: step(*v, split=True)) for k, v in steps.items() if "channels" not in k},
+        split = alternate({k: (lambda v=v: step(*v, split=True)) for k, v in steps.items() if k in losses},
                           rounds, dev)
         alone = alternate(losses, 3 * rounds, dev)
-        former_s, library_s = whole["former"][0], whole["library"][0]
-        print(f"  {n_threads} thread(s): step former {former_s:.3f} s   library {library_s:.3f} s   "
-              f"former / library {former_s / library_s:.3f}x;   library with channels_last "
-              f"{whole['library, channels_last'][0]:.3f} s (channels_last / default "
-              f"{whole['library, channels_last'][0] / library_s:.3f})")
+        former_s = whole["former"][0]
+        print(f"  {n_threads} thread(s): step former {former_s:.3f} s")
+        for name, (seconds,) in whole.items():
+            if name != "former":
+                print(f"    {name:<40} {seconds:.3f} s   former / this {former_s / seconds:.3f}x")
         for name, phases in split.items():
             total = sum(phases)
             print(f"    {name:<8} " + "   ".join(f"{p} {t * 1e3:7.1f} ms ({t / total:4.0%})"
@@ -302,17 +394,18 @@ def training_step_as_it_was(model: retinaface.RetinaFace, dev: torch.device, rou
               f"{alone['former'][0] / alone['library'][0]:.3f}x")
 
 
-def same_loss_and_gradients(model: torch.nn.Module, former, library) -> None:
-    """Raise unless the step as it was and the library's give the same loss (to float32 rounding of the
-    box and landmark sums, which the library takes over every anchor) and logs, and gradients equal bit for bit."""
+def same_loss_and_gradients(*runs) -> None:
+    """Raise unless the step as it was and the library's, ``runs`` = ((model, fn), (model, fn)) on models with
+    the same weights, give the same loss (to float32 rounding of the box and landmark sums, which the library
+    takes over every anchor) and logs, and gradients equal bit for bit."""
     results = []
-    for fn in (former, library):
+    for model, fn in runs:
         model.zero_grad(set_to_none=True)
         loss, logs = fn()
         loss.backward()
         results.append((float(loss.detach()), {k: float(v) for k, v in logs.items()},
                         [p.grad.clone() for p in model.parameters()]))
-    model.zero_grad(set_to_none=True)
+        model.zero_grad(set_to_none=True)
     (loss_a, logs_a, grads_a), (loss_b, logs_b, grads_b) = results
     if not all(torch.equal(a, b) for a, b in zip(grads_a, grads_b)):
         raise AssertionError("the former step and the library's give different gradients")

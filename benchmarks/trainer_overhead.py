@@ -1,5 +1,5 @@
 """The training loop's own cost: steps per second of :class:`facelearn.engine.Trainer` against the loop it
-replaced, and what its ``channels_last`` and ``compile`` switches change.
+replaced, and what its ``channels_last``, ``amp="bf16"`` and ``compile`` switches change.
 
     python benchmarks/trainer_overhead.py [--threads 2] [--steps 24] [--rounds 3] [--device cpu] [--no-compile]
 
@@ -11,10 +11,11 @@ round by round, is :func:`reference_step`: the previous ``Trainer.train_step``, 
 the device at every iteration (the loss and every log read with ``float``, the finiteness of the loss, of the
 gradient norm and of the weights each read with ``bool``). The new ``Trainer.fit`` keeps the logs on the device
 and waits every ``log_every`` iterations. Printed per model: steps per second of each (the median of the
-rounds), the new loop's speed-up over the reference, then the new loop with ``channels_last=True`` and with
-``compile=True`` against its default (the compiled model's first epoch, compilation included, on its own
-line), with the thread count and the device. On a CPU a wait costs next to nothing, so the first ratio is
-near 1 there; on a GPU the waits are what the small networks' steps spent their time on.
+rounds), the new loop's speed-up over the reference, then the new loop with ``channels_last=True``, with
+``amp="bf16"`` (bfloat16 autocast, on the CPU too) and with ``compile=True`` against its default (the
+compiled model's first epoch, compilation included, on its own line), with the thread count and the device.
+On a CPU a wait costs next to nothing, so the first ratio is near 1 there; on a GPU the waits are what the
+small networks' steps spent their time on.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def trainer_epoch(trainer: Trainer, loader: DataLoader) -> float:
 
 
 def measure(case: Case, device: torch.device, steps: int, rounds: int, compile: bool) -> dict[str, Any]:
-    """Steps per second of the reference loop and of Trainer (default, channels_last, compile)."""
+    """Steps per second of the reference loop and of Trainer (default, channels_last, amp="bf16", compile)."""
     staged = [to_device(b, device) for b in case.batches]
     loader = DataLoader([staged[i % len(staged)] for i in range(steps)], batch_size=None, shuffle=False)
     start_state = copy.deepcopy(case.model.state_dict())
@@ -167,6 +168,9 @@ def measure(case: Case, device: torch.device, steps: int, rounds: int, compile: 
     cl_model = fresh()
     trainers["channels_last"] = Trainer(cl_model, case.optimizer(cl_model), case.loss_fn, device=device,
                                         grad_clip=case.grad_clip, amp=False, channels_last=True)
+    bf16_model = fresh()
+    trainers["bf16"] = Trainer(bf16_model, case.optimizer(bf16_model), case.loss_fn, device=device,
+                               grad_clip=case.grad_clip, amp="bf16")
     first_compiled = None
     if compile:
         c_model = fresh()
@@ -207,7 +211,8 @@ def main() -> None:
     builders = {"retinaface": retinaface_case, "pfld": pfld_case, "arcface": arcface_case}
     g = torch.Generator().manual_seed(0)
     units = f"{'':<46} {'steps/s':>9} {'steps/s':>8} {'':>5} {'steps/s':>8} {'':>5}"
-    names = f"{'model':<46} {'reference':>9} {'Trainer':>8} {'×':>5} {'ch-last':>8} {'×':>5}"
+    units += f" {'steps/s':>8} {'':>5}"
+    names = f"{'model':<46} {'reference':>9} {'Trainer':>8} {'×':>5} {'ch-last':>8} {'×':>5} {'bf16':>8} {'×':>5}"
     if not args.no_compile:
         units, names = units + f" {'steps/s':>8} {'':>5}", names + f" {'compile':>8} {'×':>5}"
     print(units)
@@ -224,7 +229,8 @@ def main() -> None:
             result = measure(case, device, args.steps, args.rounds, False)
         r = result["rates"]
         line = (f"{case.name:<46} {r['reference']:>9.2f} {r['default']:>8.2f} {r['default'] / r['reference']:>5.2f} "
-                f"{r['channels_last']:>8.2f} {r['channels_last'] / r['default']:>5.2f}")
+                f"{r['channels_last']:>8.2f} {r['channels_last'] / r['default']:>5.2f} "
+                f"{r['bf16']:>8.2f} {r['bf16'] / r['default']:>5.2f}")
         if "compile" in r:
             line += f" {r['compile']:>8.2f} {r['compile'] / r['default']:>5.2f}"
         print(line, flush=True)
@@ -232,7 +238,7 @@ def main() -> None:
             print(f"{'':<6}compile=True: first epoch {result['first_compiled_s']:.1f} s "
                   f"({args.steps} steps, compilation included)", flush=True)
     print("×: Trainer against the reference loop (the previous train_step, a host wait per check and log); "
-          "ch-last and compile against Trainer's default, which has both off (a recipe turns them on)")
+          "ch-last, bf16 and compile against Trainer's default, which has them off (a recipe turns them on)")
 
 
 if __name__ == "__main__":
