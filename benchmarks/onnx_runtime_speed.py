@@ -7,8 +7,13 @@ threads alike), the two runtimes alternating round by round, the minimum of ``--
   ``--threshold`` changes the score threshold for both runtimes), write the WIDER prediction file; the two
   runtimes' detections are checked equal (within 1e-4) first;
 - the detector's network alone on the same preprocessed pyramid passes, and what lies outside it (the end to
-  end time minus the network's: the same code for both runtimes, which may still take different times, after a
-  different forward pass, under a different load);
+  end time minus the network's: the same code for both runtimes, except that ONNX Runtime resizes and
+  preprocesses the enlarged pass itself, which may still take different times, after a different forward pass,
+  under a different load);
+- the same with the former shared code (kept below as the reference: every anchor softmaxed, the anchors
+  computed for every pass, one f-string per written box, NumPy's channel swap on reading, every pass resized by
+  PyTorch), whose detections and written file are checked equal to the new code's bit for bit first (ONNX Runtime
+  with its enlarging switched off, ``enlarge=False``);
 - PFLD on a batch of 32 crops, the recognition network on a batch of 64 aligned crops.
 
 Eager runs under ``torch.inference_mode``. Prints the versions, the CPU, each ratio ONNX Runtime / PyTorch;
@@ -34,12 +39,13 @@ from torchvision.ops import nms
 
 from facelearn import pipeline
 from facelearn.data.synthface.people import render_people_scene, sample_people
-from facelearn.detection.evaluation import write_prediction_file
 from facelearn.detection.box_coding import decode_boxes, decode_landmarks
+from facelearn.detection.commands import read_photo
+from facelearn.detection.evaluation import write_prediction_file
 from facelearn.detection.postprocess import PRE_NMS_TOP_K, Detections, box_vote, detect, to_tensor
 from facelearn.detection.test_time import in_band, scales_for
 from facelearn.detection.training import read_rgb
-from facelearn.onnx_export import with_runtime
+from facelearn.onnx_export import OnnxRuntimeModel, example_input, export_onnx, with_runtime
 
 PACKAGE = Path(pipeline.__file__).parent
 CHECKPOINTS = {"detection": "detection/checkpoints/retinaface_mnet025_quick.pt",
@@ -144,7 +150,8 @@ def former_write_prediction_file(path: Path, image_name: str, boxes: np.ndarray,
 def detect_image(model: torch.nn.Module, path: Path, out: Path, threshold: float, former: bool = False) -> np.ndarray:
     """What ``facelearn detect --threshold T`` does for one image → the written rows, x y w h score; with
     ``former``, the shared code as it was before (the reference)."""
-    det = (former_detect if former else detect)(model, read_rgb(path), score_threshold=threshold, nms_iou=NMS)
+    det = (former_detect if former else detect)(model, (read_rgb if former else read_photo)(path),
+                                                score_threshold=threshold, nms_iou=NMS)
     b = det.boxes.numpy()
     xywh = np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
     (former_write_prediction_file if former else write_prediction_file)(out / f"{path.stem}.txt", path.stem, xywh,
@@ -184,12 +191,16 @@ def line(threads: int, what: str, t: dict[str, float]) -> str:
 
 def bench_detector(threads: int, repeats: int, image: Path, folder: Path, threshold: float) -> None:
     model, _ = pipeline.load_model("detection", PACKAGE / CHECKPOINTS["detection"])
-    runtimes = {"torch": model, "onnxruntime": with_runtime(model, "detection", None, "onnxruntime", threads)}
+    path = export_onnx(model, "detection", model.preprocess(example_input(None)), folder / "detector.onnx")
+    runtimes = {"torch": model, "onnxruntime": OnnxRuntimeModel(model, path, threads)}  # as with_runtime makes it
+    # the former code resized every pass in PyTorch: the same graph without its own enlarging
+    formers = {"torch": model, "onnxruntime": OnnxRuntimeModel(model, path, threads, enlarge=False)}
     with torch.inference_mode():
         rows = {k: detect_image(m, image, folder / k, threshold) for k, m in runtimes.items()}
-        for k, m in runtimes.items():  # the shared code computes what it computed, bit for bit, and writes it so
+        for k, m in formers.items():  # the shared code computes what it computed, bit for bit, and writes it so
+            now = detect_image(m, image, folder / k, threshold)
             text = (folder / k / f"{image.stem}.txt").read_bytes()
-            assert np.array_equal(rows[k], detect_image(m, image, folder / k, threshold, former=True)), k
+            assert np.array_equal(now, detect_image(m, image, folder / k, threshold, former=True)), k
             assert text == (folder / k / f"{image.stem}.txt").read_bytes(), k
     assert rows["torch"].shape == rows["onnxruntime"].shape and len(rows["torch"]) > 0
     assert np.abs(rows["torch"] - rows["onnxruntime"]).max() < 1e-4, "the runtimes' detections differ"
@@ -197,7 +208,7 @@ def bench_detector(threads: int, repeats: int, image: Path, folder: Path, thresh
     work = {}
     for k, m in runtimes.items():
         work[k] = lambda m=m, k=k: detect_image(m, image, folder / k, threshold)
-        work[f"former {k}"] = lambda m=m, k=k: detect_image(m, image, folder / k, threshold, former=True)
+        work[f"former {k}"] = lambda m=formers[k], k=k: detect_image(m, image, folder / k, threshold, former=True)
         work[f"net {k}"] = lambda m=m: [m(x) for x in passes]
     t = alternate(work, repeats)
     end_to_end = {k: t[k] for k in runtimes}

@@ -28,6 +28,7 @@ from torch import nn
 from facelearn import cli_types
 from facelearn.cli import subparser
 from facelearn.errors import DataError
+from facelearn.weights import Preprocess
 
 #: What each exported graph reads, stored in the file's metadata (``input``; ``preprocess`` gives the numbers).
 INPUTS = {
@@ -100,8 +101,9 @@ def export_onnx(model: nn.Module, task: str, example: torch.Tensor, path: str | 
     return path
 
 
-def inference_session(path: str | os.PathLike, threads: int | None = None):  # noqa: ANN201  (onnxruntime's type)
-    """An ONNX Runtime CPU session of the graph at ``path``, set up for inference beside PyTorch.
+def inference_session(path: str | os.PathLike | bytes, threads: int | None = None):  # noqa: ANN201  (onnxruntime's type)
+    """An ONNX Runtime CPU session of the graph at ``path`` (or a serialised graph's bytes), set up for inference
+    beside PyTorch.
 
     Every graph optimisation (``ORT_ENABLE_ALL``: batch norms folded into the convolutions, activations fused,
     and the convolutions in the blocked NCHWc layout of the CPU's vector width — what makes the graph faster
@@ -120,7 +122,8 @@ def inference_session(path: str | os.PathLike, threads: int | None = None):  # n
     options.intra_op_num_threads = torch.get_num_threads() if threads is None else threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(path if isinstance(path, bytes) else str(path), options,
+                                providers=["CPUExecutionProvider"])
 
 
 def run_onnx(path: str | os.PathLike, x: np.ndarray | torch.Tensor) -> list[np.ndarray]:
@@ -135,14 +138,20 @@ class OnnxRuntimeModel(nn.Module):
     """A network whose forward pass ONNX Runtime runs from its exported graph: the same input and outputs (a dict
     for a detector, (landmarks, features) for PFLD, a tensor otherwise) as the PyTorch ``model`` it stands in
     for, so ``detect``, ``embed`` and ``landmarks_in_boxes`` take it unchanged. What lies outside the graph (the
-    preprocessing, the detector's anchors, the config) is the PyTorch model's. threads: ONNX Runtime's intra-op
-    threads (:func:`inference_session`; default PyTorch's)."""
+    preprocessing, the detector's anchors, the config) is the PyTorch model's, except that a detector's enlarged
+    pyramid passes are resized and preprocessed by ONNX Runtime too (:meth:`enlarged_input`; ``enlarge=False``:
+    by PyTorch, as for the other passes). threads: ONNX Runtime's intra-op threads (:func:`inference_session`;
+    default PyTorch's)."""
 
-    def __init__(self, model: nn.Module, path: str | os.PathLike, threads: int | None = None) -> None:
+    def __init__(self, model: nn.Module, path: str | os.PathLike, threads: int | None = None, *,
+                 enlarge: bool = True) -> None:
         super().__init__()
         self.eager = model.eval()
         self.session = inference_session(path, threads)
         self.names = [o.name for o in self.session.get_outputs()]
+        record = getattr(getattr(model, "config", None), "input", None)
+        self._enlarge = _enlarge_session(record, threads) if enlarge and "cls" in self.names and \
+            isinstance(record, Preprocess) else None
 
     def forward(self, x: torch.Tensor):  # noqa: ANN201  (the stand-in model's output type)
         """x: the preprocessed input, a CPU float32 tensor (passed to ONNX Runtime without a copy) → the graph's
@@ -164,6 +173,18 @@ class OnnxRuntimeModel(nn.Module):
         """The PyTorch model's preprocessing (outside the graph, as the graph's ``preprocess`` metadata says)."""
         return self.eager.preprocess(images)
 
+    def enlarged_input(self, image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor | None:
+        """A detector's input for ``image`` (3, H, W) RGB in [0, 1] enlarged to ``size`` (h ≥ H, w ≥ W): bilinear
+        with half-pixel centres, as ``F.interpolate(..., mode="bilinear", align_corners=False)``, then the
+        preprocessing, both run by ONNX Runtime (:func:`_enlarge_session`; within 1e-6 of PyTorch's, not bit for
+        bit) → (1, 3, h, w) float32; None for a network that is no detector or whose preprocessing is no
+        :class:`~facelearn.weights.Preprocess` (the caller resizes and preprocesses itself)."""
+        if self._enlarge is None:
+            return None
+        x = np.ascontiguousarray(image.detach().cpu().float().numpy()[None])
+        sizes = np.array([1, 3, *size], dtype=np.int64)
+        return torch.from_numpy(self._enlarge.run(None, {"image": x, "sizes": sizes})[0])
+
     def anchors(self, *args, **kwargs) -> torch.Tensor:
         """The detector's anchors (computed outside the graph, as for the PyTorch model)."""
         return self.eager.anchors(*args, **kwargs)
@@ -171,6 +192,39 @@ class OnnxRuntimeModel(nn.Module):
     @property
     def config(self):  # noqa: ANN201
         return self.eager.config
+
+
+def _enlarge_session(record: Preprocess, threads: int | None):  # noqa: ANN202  (onnxruntime's type)
+    """An ONNX Runtime session (:func:`inference_session`'s options) of a small graph: ``image`` (1, 3, H, W) RGB
+    in [0, 1] and ``sizes`` (1, 3, h, w) int64 → ``input``: the image resized bilinearly (``Resize``, linear, half
+    pixel, no antialiasing: for enlarging only) and put through ``record`` as
+    :meth:`~facelearn.weights.Preprocess.from_unit` does it (channel order, scale, mean, std, in that order)."""
+    from onnx import TensorProto, helper
+
+    nodes, last = [helper.make_node("Resize", ["image", "", "", "sizes"], ["resized"], mode="linear",
+                                    coordinate_transformation_mode="half_pixel")], "resized"
+    constants = []
+
+    def step(op: str, name: str, values: list, dtype: int = TensorProto.FLOAT, dims: tuple = (1, 3, 1, 1)) -> None:
+        nonlocal last
+        constants.append(helper.make_tensor(name, dtype, list(dims), values))
+        nodes.append(helper.make_node(op, [last, name], [f"{name}_out"], **({"axis": 1} if op == "Gather" else {})))
+        last = f"{name}_out"
+
+    if record.channels == "BGR":
+        step("Gather", "order", [2, 1, 0], TensorProto.INT64, (3,))
+    if record.divisor != 255.0:
+        step("Mul", "scale", [255.0 / record.divisor], dims=())
+    if any(record.mean):
+        step("Sub", "mean", list(record.mean))
+    if any(v != 1.0 for v in record.std):
+        step("Div", "std", list(record.std))
+    nodes.append(helper.make_node("Identity", [last], ["input"]))
+    graph = helper.make_graph(nodes, "enlarge", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, None, None]),
+                                                 helper.make_tensor_value_info("sizes", TensorProto.INT64, [4])],
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, None, None])], constants)
+    return inference_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString(),
+                             threads)
 
 
 def example_input(size: int | None) -> torch.Tensor:

@@ -79,14 +79,62 @@ def scene():
 
 
 @pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
-def test_detect_gives_the_former_detections_bit_for_bit(scene, runtime):
+def test_detect_gives_the_former_detections_bit_for_bit(scene, runtime, tmp_path):
+    """Eager, and ONNX Runtime with its enlarged passes resized by PyTorch (``enlarge=False``), as the former
+    ``detect`` ran them; with ONNX Runtime's own resizing, the eager detections within 1e-4."""
+    model = P.load_model("detection", DETECTOR)[0]
     if runtime == "onnxruntime":
         pytest.importorskip("onnxruntime", reason="the ONNX Runtime path needs the test extra (onnx, onnxruntime)")
-    from facelearn.onnx_export import with_runtime
+        from facelearn.onnx_export import OnnxRuntimeModel, example_input, export_onnx
 
-    model = with_runtime(P.load_model("detection", DETECTOR)[0], "detection", None, runtime)
+        path = export_onnx(model, "detection", model.preprocess(example_input(None)), tmp_path / "detector.onnx")
+        eager, model, enlarging = model, OnnxRuntimeModel(model, path, enlarge=False), OnnxRuntimeModel(model, path)
+        assert model.enlarged_input(torch.rand(3, 4, 5), (8, 10)) is None
     for keywords in ({"score_threshold": 0.02}, {"score_threshold": 0.5},
                      {"score_threshold": 0.3, "scale": (1.0, 1.5), "flip": True, "vote_iou": 0.4}):
         got, want = detect(model, scene, **keywords), BENCH.former_detect(model, scene, **keywords)
         assert len(got) > 0
         _same(got, want)
+        if runtime == "onnxruntime":
+            a, b = detect(enlarging, scene, **keywords), detect(eager, scene, **keywords)
+            assert len(a) == len(b)
+            assert (a.scores - b.scores).abs().max() < 1e-5  # pixels: 1e-4 and a few float32 steps more
+            assert torch.allclose(a.boxes, b.boxes, rtol=1e-6, atol=1e-4)
+            assert torch.allclose(a.landmarks, b.landmarks, rtol=1e-6, atol=1e-4)
+
+
+def test_onnx_runtime_enlarges_and_preprocesses_as_pytorch(tmp_path):
+    pytest.importorskip("onnxruntime", reason="the ONNX Runtime path needs the test extra (onnx, onnxruntime)")
+    import torch.nn.functional as F
+
+    from facelearn.detection import retinaface
+    from facelearn.onnx_export import OnnxRuntimeModel, example_input, export_onnx
+    from facelearn.weights import BGR_MEAN_SUBTRACTED
+
+    g = torch.Generator().manual_seed(0)
+    for record in (None, BGR_MEAN_SUBTRACTED):  # facelearn's ImageNet RGB, and biubug6's BGR minus a mean, unscaled
+        model = retinaface.build("retinaface-mobilenet0.25", **({"input": record} if record else {})).eval()
+        path = export_onnx(model, "detection", model.preprocess(example_input(None)), tmp_path / "d.onnx")
+        ort = OnnxRuntimeModel(model, path)
+        for (h, w), size in (((30, 41), (48, 66)), ((97, 64), (155, 102)), ((20, 20), (20, 20))):
+            x = (torch.randint(0, 256, (3, h, w), generator=g) / 255.0).float()
+            want = model.preprocess(F.interpolate(x[None], size=size, mode="bilinear", align_corners=False))
+            got = ort.enlarged_input(x, size)
+            assert got.shape == want.shape == (1, 3, *size) and got.dtype == torch.float32
+            assert (got - want).abs().max() < 1e-4 * max(1.0, float(want.abs().max()))
+
+
+def test_the_detect_command_reads_the_bytes_of_read_rgb(scene, tmp_path):
+    import cv2
+
+    from facelearn.data.files import read_rgb
+    from facelearn.detection.commands import read_photo
+    from facelearn.errors import DataError
+
+    for name in ("a.jpg", "a.png"):
+        cv2.imwrite(str(tmp_path / name), scene)
+        got = read_photo(tmp_path / name)
+        assert got.dtype == np.uint8 and got.flags["C_CONTIGUOUS"] and np.array_equal(got, read_rgb(tmp_path / name))
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="bad.jpg"):
+        read_photo(tmp_path / "bad.jpg")

@@ -131,6 +131,13 @@ def box_vote(kept: Detections, pool: Detections, iou: float) -> Detections:
     return Detections(weights @ pool.boxes, kept.scores, _keep_absent(pts, kept.landmarks))
 
 
+def _enlarged_input(model: torch.nn.Module, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor | None:
+    """The network input of ``x`` enlarged to ``size``, from a model that resizes and preprocesses in its own
+    runtime (:meth:`facelearn.onnx_export.OnnxRuntimeModel.enlarged_input`), else None."""
+    enlarge = getattr(model, "enlarged_input", None)
+    return enlarge(x, size) if enlarge is not None else None
+
+
 def _keep_absent(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
     """``new`` landmarks (N, 5, 2) with the rows that were all −1 in ``old`` (no landmark head) −1 again."""
     new[(old == -1).flatten(1).all(1)] = -1.0
@@ -158,7 +165,8 @@ def detect(model: torch.nn.Module, image: np.ndarray | torch.Tensor, *, score_th
     """Detect faces in one image of any size. Returns boxes, scores, landmarks in the image's pixels.
 
     image: H×W×3 uint8 RGB or (3, H, W) float in [0, 1]; each resized (and mirrored) pass goes through
-    ``model.preprocess`` before the network. The test-time protocol of the paper (chapter
+    ``model.preprocess`` before the network (a model with an ``enlarged_input`` method, ONNX Runtime's, resizes
+    and preprocesses the enlarged passes itself). The test-time protocol of the paper (chapter
     "Training and evaluating RetinaFace"): scale: the image is resized by this factor for the network (above 1
     shows small faces at the size training crops showed them); several factors make an image pyramid; None
     (the default): the pyramid :func:`facelearn.detection.test_time.pyramid_scales` chooses from the image
@@ -181,17 +189,21 @@ def detect(model: torch.nn.Module, image: np.ndarray | torch.Tensor, *, score_th
     for factor in scales:
         if max_size is not None and max(h, w) * factor > max_size:
             factor = max_size / max(h, w)
+        size = (max(1, round(h * factor)), max(1, round(w * factor)))
+        enlarged = _enlarged_input(model, x, size) if factor > 1.0 else None
         xs = x
-        if factor != 1.0:
-            xs = F.interpolate(x[None], size=(max(1, round(h * factor)), max(1, round(w * factor))), mode="bilinear",
-                               align_corners=False, antialias=factor < 1)[0]
-        anchors = model.anchors(tuple(xs.shape[-2:]), device=device)
+        if factor != 1.0 and enlarged is None:
+            xs = F.interpolate(x[None], size=size, mode="bilinear", align_corners=False, antialias=factor < 1)[0]
+        anchors = model.anchors(size, device=device)
         for mirror in (False, True) if flip else (False,):
-            out = model(model.preprocess((xs.flip(-1) if mirror else xs)[None].to(device)))
+            if enlarged is not None:  # the preprocessing is per pixel: mirroring its result mirrors its input's
+                out = model((enlarged.flip(-1) if mirror else enlarged).to(device))
+            else:
+                out = model(model.preprocess((xs.flip(-1) if mirror else xs)[None].to(device)))
             found = candidates(out, anchors, score_threshold=score_threshold)[0]
             if scale is None:
                 found = found.take(in_band(found.boxes).nonzero().squeeze(1))
-            found = found.scaled(w / xs.shape[-1], h / xs.shape[-2])
+            found = found.scaled(w / size[1], h / size[0])
             pool.append(found.mirrored(w) if mirror else found)
     model.train(was_training)
     pool = Detections.cat(pool)
