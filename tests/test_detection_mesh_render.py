@@ -113,3 +113,23 @@ def test_gradient_descent_through_the_renderer_recovers_a_pose():
     camera, losses = fit_camera(target, pair.mesh, start, light, steps=30)
     assert losses[-1] < 0.5 * losses[0]
     assert abs(float(camera[0] - pair.camera[0])) < 0.5 * 0.3
+
+
+def test_invisible_images_are_their_background_and_cost_no_pair():
+    """visible=False leaves an image to its background (alpha 0, no pixel–triangle pair, no gradient) and
+    draws the others exactly as without it."""
+    v, faces = _tiny_mesh()
+    g = torch.Generator().manual_seed(1)
+    mesh = torch.cat([v, torch.rand(5, 3, generator=g, dtype=torch.float64)], -1).expand(3, 5, 6).clone()
+    mesh.requires_grad_(True)
+    camera = torch.tensor([[0.1, -0.05, 0.2, 0.05, -0.1, 80.0, 50.0]], dtype=torch.float64).expand(3, 7)
+    light = torch.tensor([[10.0, -20.0, 0.0, 0.6, 0.5, 0.7, 0.3, 0.35, 0.4]], dtype=torch.float64).expand(3, 9)
+    bg = torch.rand(3, 3, generator=g, dtype=torch.float64)
+    visible = torch.tensor([True, False, True])
+    out = render(mesh, camera, light, faces, 8, background=bg, visible=visible)
+    alone = render(mesh[[0, 2]], camera[:2], light[:2], faces, 8, background=bg[[0, 2]])
+    assert torch.equal(out.image[[0, 2]], alone.image) and torch.equal(out.alpha[[0, 2]], alone.alpha)
+    assert out.pairs == alone.pairs > 0
+    assert torch.equal(out.image[1], bg[1][:, None, None].expand(3, 8, 8)) and not out.alpha[1].any()
+    (grad,) = torch.autograd.grad(out.image.sum(), mesh)
+    assert not grad[1].any() and grad[0].any()

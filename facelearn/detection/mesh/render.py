@@ -161,15 +161,19 @@ class Rendered:
 
 def rasterize(pts: torch.Tensor, depth: torch.Tensor, colours: torch.Tensor, faces: torch.Tensor, size: int, *,
               sigma: float = 0.5, gamma: float = 0.01, eps: float = 1e-3,
-              background: torch.Tensor | None = None) -> Rendered:
+              background: torch.Tensor | None = None, visible: torch.Tensor | None = None) -> Rendered:
     """Render eqs. (3), (4). pts (B, V, 2) pixels; depth (B, V) camera Z; colours (B, V, 3); faces (T, 3);
-    sigma: softness in pixels²; gamma: depth softness; background (B, 3) colour (default black)."""
+    sigma: softness in pixels²; gamma: depth softness; background (B, 3) colour (default black); visible (B,)
+    bool: the images to draw (default all), the others keep no triangle, so they are their background and
+    cost no pixel–triangle pair."""
     bsz, n_pix = pts.shape[0], size * size
     tri, tz, tc = pts[:, faces], depth[:, faces], colours[:, faces]       # (B, T, 3, 2|·|3)
     with torch.no_grad():
         e1, e2 = tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0]
         front = (e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]) > 0  # counter-clockwise on screen
         keep = front & (tz > 1e-3).all(-1)
+        if visible is not None:
+            keep = keep & visible[:, None]
     znear, zfar = depth.amin(1), depth.amax(1)  # z̃'s range: per image, differentiable like the rest
     ids, px, py = _pairs(tri, keep, size, 3.0 * sigma ** 0.5)
     b = torch.div(ids, faces.shape[0], rounding_mode="floor")
@@ -202,10 +206,13 @@ def rasterize(pts: torch.Tensor, depth: torch.Tensor, colours: torch.Tensor, fac
 
 
 def render(mesh: torch.Tensor, camera: torch.Tensor, light: torch.Tensor, faces: torch.Tensor, size: int = 64, *,
-           sigma: float = 0.5, gamma: float = 0.01, background: torch.Tensor | None = None) -> Rendered:
+           sigma: float = 0.5, gamma: float = 0.01, background: torch.Tensor | None = None,
+           visible: torch.Tensor | None = None) -> Rendered:
     """R(mesh, P_cam, P_ill): mesh (B, V, 6) xyz + rgb; camera (B, 7) and light (B, 9) physical parameters
-    (see :func:`decode_camera`, :func:`decode_light`); faces (T, 3) long → :class:`Rendered` S × S image."""
+    (see :func:`decode_camera`, :func:`decode_light`); faces (T, 3) long; visible (B,) bool, see
+    :func:`rasterize` → :class:`Rendered` S × S image."""
     faces = faces.to(mesh.device)
     cam, pts = project(mesh[..., :3], camera, size)
     colours = shade(mesh[..., 3:], cam, vertex_normals(cam, faces), light)
-    return rasterize(pts, cam[..., 2], colours, faces, size, sigma=sigma, gamma=gamma, background=background)
+    return rasterize(pts, cam[..., 2], colours, faces, size, sigma=sigma, gamma=gamma, background=background,
+                     visible=visible)
