@@ -11,7 +11,10 @@ import torch
 from torch.utils.data import TensorDataset
 
 import facelearn
+from facelearn.detection import retinaface
+from facelearn.detection.loss import LossConfig as DetectionLossConfig, MultiTaskLoss
 from facelearn.detection.mesh import decoder as mesh_decoder
+from facelearn.detection.mesh.branch import DenseBranch
 from facelearn.detection.mesh.decoder import DecoderConfig, MeshDecoder, MeshEncoder, synthface_meshes
 from facelearn.engine import Trainer, make_loader
 from facelearn.landmarks import recipe as landmarks_recipe
@@ -130,6 +133,42 @@ def test_autoencoder_loss_logs_on_the_device_without_waiting(monkeypatch):
     assert set(logs) == {"xyz", "rgb"}
     assert_device_logs(logs, "cpu")
     assert float(loss.detach()) == float(logs["xyz"] + logs["rgb"])
+
+
+def test_dense_branch_waits_only_for_the_renderer_pair_count(monkeypatch):
+    """The detection loss with the dense branch on (chapter 13), forward and backward: the faces to render are
+    chosen with fixed shapes, so the only wait is the soft rasteriser's: its pixel–triangle pair list has as
+    many entries as the rendered triangles cover pixels, a length known only once the device has projected
+    them (``torch.repeat_interleave`` by per-triangle counts reads their sum)."""
+    torch.manual_seed(0)
+    cfg = DecoderConfig(features=4, width=8, order=2)
+    branch = DenseBranch(MeshDecoder(cfg), MeshEncoder(cfg), size=32, code_samples=16)
+    model = retinaface.build("retinaface-mobilenet0.25-dense")
+    torch.nn.init.normal_(model.heads["dense"].convs[0].weight, std=0.01)
+    images = torch.rand(2, 3, 160, 160, generator=torch.Generator().manual_seed(5))
+    boxes = [torch.tensor([[20.0, 30.0, 70.0, 95.0], [90.0, 20.0, 140.0, 80.0]]),
+             torch.tensor([[40.0, 40.0, 120.0, 140.0]])]
+    landmarks = [torch.full((len(b), 5, 2), -1.0) for b in boxes]
+    has = [torch.zeros(len(b), dtype=torch.bool) for b in boxes]
+    outputs, anchors = model(model.preprocess(images)), model.anchors((160, 160))
+    crit = MultiTaskLoss(DetectionLossConfig(dense_weight=0.01), dense_branch=branch)
+    repeats = Counter()
+    repeat_interleave = torch.repeat_interleave
+
+    def counting_repeat_interleave(input, repeats_=None, *args, **kwargs):
+        if torch.is_tensor(repeats_) and kwargs.get("output_size") is None and len(args) < 2:
+            repeats["torch.repeat_interleave"] += 1  # the output's length is the sum of the counts
+        return repeat_interleave(input, repeats_, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "repeat_interleave", counting_repeat_interleave)
+    with host_reads(monkeypatch) as calls:
+        loss, logs = crit(outputs, anchors, boxes, landmarks, has, images=images)
+        loss.backward()
+    assert sum(calls.values()) == 0, calls
+    assert repeats == Counter({"torch.repeat_interleave": 1})  # one render of the batch's faces
+    assert {"dense", "rendered"} <= set(logs)
+    assert_device_logs(logs, "cpu")
+    assert float(logs["rendered"]) == 1.5 and float(logs["dense"]) > 0
 
 
 def test_a_trainer_step_between_waits_reads_nothing_back(monkeypatch):
