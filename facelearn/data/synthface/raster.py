@@ -36,9 +36,12 @@ _SUB_HALF = (1 << SHIFT) >> 1  # a half pixel in the polygons' fixed point
 
 
 def _trunc_div(a: int, b: int) -> int:
-    """a / b rounded towards zero (C's integer division), for b ≠ 0."""
-    q = abs(a) // abs(b)
-    return q if (a >= 0) == (b > 0) else -q
+    """a / b rounded towards zero (C's integer division), for b ≠ 0 and |a| + |b| < 2^53 (the rule's are < 2^47).
+
+    Computed in doubles, quicker than an integer division: a and b are exact, and the quotient rounded to the
+    nearest double could only reach an integer k beyond a / b if |k − a/b| ≥ 1/|b| were within half a unit of
+    k, which needs |k·b| ≥ 2^53; so truncating the rounded quotient truncates a / b."""
+    return int(float(a) / float(b))
 
 
 def _clip(right: int, bottom: int, x1: int, y1: int, x2: int, y2: int):
