@@ -230,6 +230,7 @@ BATCHES = {  # boxes per image (x1 y1 x2 y2 pixels), faces_per_image, min_face
     "equal heights, tied IoUs": ([[[16, 16, 48, 48], [80, 80, 112, 112], [40, 96, 72, 128]]], 2, 16.0),
     "one place": (_scene_boxes(2, seed=8), 1, 16.0),
     "more places than faces": ([[[30, 30, 90, 100]], [[10, 10, 60, 70], [70, 80, 150, 150]]], 4, 16.0),
+    "no places": (_scene_boxes(2, seed=9), 0, 16.0),
 }
 
 
@@ -313,7 +314,7 @@ def test_pixel_loss_is_what_the_loop_gave(name, one_thread):
     want, want_count = reference_loss(branch, dense, pos, matched, overlap, gt, images)
     (want_grad,) = torch.autograd.grad(want, dense)
     assert count.ndim == 0 and count.dtype == torch.float64 and not count.requires_grad and float(count) == want_count
-    assert (want_count > 0) == (name not in ("no faces", "all too small"))
+    assert (want_count > 0) == (name not in ("no faces", "all too small", "no places"))
     places = len(boxes) * per_image
     assert_same_loss(loss, want, grad, want_grad, want_count == 0 or _alike(branch, want_count, places))
 
