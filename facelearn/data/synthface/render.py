@@ -140,9 +140,9 @@ def _project(identity: Identity, expression: Expression, pose, centre, height: f
     x_lo, x_hi, y_lo, y_hi = bx.min(), bx.max(), by.min(), by.max()
     scale = height / max(y_hi - y_lo, 1e-9)
     cx, cy = np.asarray(centre, dtype=np.float64)
-    pts = np.stack([(x - (x_lo + x_hi) / 2) * scale + cx, (y - (y_lo + y_hi) / 2) * scale + cy], axis=1)
-    bx, by = pts[:, 0].take(_BOX_VERTS), pts[:, 1].take(_BOX_VERTS)
-    return pts, cam, np.array([bx.min(), by.min(), bx.max(), by.max()])
+    px, py = (x - (x_lo + x_hi) / 2) * scale + cx, (y - (y_lo + y_hi) / 2) * scale + cy
+    bx, by = px.take(_BOX_VERTS), py.take(_BOX_VERTS)  # from the contiguous coordinates: take copies a strided view
+    return np.stack([px, py], axis=1), cam, np.array([bx.min(), by.min(), bx.max(), by.max()])
 
 
 def _shade(cam: np.ndarray, tri: np.ndarray, light: np.ndarray, ambient: float) -> tuple[np.ndarray, np.ndarray]:
@@ -189,7 +189,8 @@ def _signed_area(p: np.ndarray) -> float:
     """Shoelace area, > 0 for polygons counter-clockwise on screen (x right, y down: clockwise-looking)."""
     x, y = p[:, 0], p[:, 1]
     (x0, y0), (xn, yn) = p[0].tolist(), p[-1].tolist()  # Python floats: the same products, without NumPy scalars
-    return 0.5 * (float(x[:-1] @ y[1:]) - float(y[:-1] @ x[1:]) + xn * y0 - yn * x0)
+    # the two sums by ndarray.dot: for vectors it is the function @ calls (the same BLAS dot), without the ufunc
+    return 0.5 * (float(x[:-1].dot(y[1:])) - float(y[:-1].dot(x[1:])) + xn * y0 - yn * x0)
 
 
 def _colour(rgb, k: float = 1.0) -> tuple:
@@ -367,7 +368,7 @@ def _ear(canvas, cam, pts, side: int, colour, face_centre):
     h = max(_norm(axis), 1.0)
     along = axis / h
     outward = centre - face_centre
-    outward -= along * (outward @ along)
+    outward -= along * outward.dot(along)  # outward @ along, as in _signed_area
     outward /= _norm(outward) + 1e-9
     (cx, cy), (ox, oy), (ax, ay) = centre.tolist(), outward.tolist(), along.tolist()
     bx, by = cx + ox * 0.12 * h, cy + oy * 0.12 * h

@@ -14,7 +14,7 @@ from facelearn.data.synthface.render import FaceRender, draw_face
 from facelearn.data.synthface.scenes import (Light, SceneFace, background, clamp, covered_fraction, finish,
                                              inside, render_face_with_attributes, sample_light, sample_pose,
                                              sample_scene_layout)
-from facelearn.data.synthface.topology import TOPOLOGY
+from facelearn.data.synthface.topology import FIVE_FROM_98, TOPOLOGY
 
 _BLUR_BY_SIZE = ((12, (0.05, 0.2, 0.75)), (30, (0.1, 0.3, 0.6)), (80, (0.3, 0.42, 0.28)), (1e9, (0.5, 0.35, 0.15)))
 
@@ -150,7 +150,7 @@ def render_identity_crop(rng: np.random.Generator, identity: Identity, size: int
                                             light, occlusion_p=(0.0, 1.0, 0.0) if occl else (1.0, 0.0, 0.0),
                                             blur_sigma=sigma, visibility="none")
     img = finish(img, rng, noise=5.0 * nuisance, gain=light.gain)
-    crop = align_face(img, fr.landmarks98[[96, 97, 54, 76, 82]], max(size, 48))
+    crop = align_face(img, fr.landmarks98.take(FIVE_FROM_98, axis=0), max(size, 48))  # the 5 points, gathered
     if size < 48:  # shrink with area averaging rather than sampling a warp
         crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
     return crop, {"pose": [round(p, 2) for p in pose], "expression": expression.to_json(), "occluded": bool(polys),
