@@ -77,7 +77,8 @@ class MultiTaskLoss:
     has_landmarks: list of (N_b,) bool. logs, detached 0-d tensors on the outputs' device: ``cls``, ``box``,
     ``landmarks`` (unweighted terms), ``positives`` (mean per image) and ``negatives`` (kept by OHEM, mean per
     image). Every anchor of the batch goes through the same tensor operations (the positives are selected by
-    masks, not gathered), so nothing waits for the device (the dense branch, when on, does).
+    masks, not gathered), so nothing waits for the device; the dense branch, when on, waits once, for the
+    renderer's number of pixel-triangle pairs.
     """
 
     def __init__(self, config: LossConfig = LossConfig(), dense_branch=None) -> None:
