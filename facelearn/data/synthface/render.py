@@ -245,13 +245,14 @@ def _features(canvas, identity: Identity, pts, cam, k: float, unit: float):
                            lambda: cv2.fillPoly(canvas, [_poly(c)], _colour(identity.brow_colour, k), cv2.LINE_8, SHIFT)))
 
     def mouth():
-        cv2.fillPoly(canvas, [_poly(L[76:88])], _colour(identity.lips, k), cv2.LINE_8, SHIFT)
+        q = _poly(L[76:96])  # the outer lip (rows 0…11) and the inner (12…19) in fixed point
+        cv2.fillPoly(canvas, [q[:12]], _colour(identity.lips, k), cv2.LINE_8, SHIFT)
         inner = L[88:96]
         if _signed_area(inner) > 0.9 * unit * unit:
-            cv2.fillPoly(canvas, [_poly(inner)], _colour([70, 25, 25], k), cv2.LINE_8, SHIFT)
-            teeth = np.concatenate([inner[0:5], inner[4::-1] + down * 0.45 * unit])
-            cv2.fillPoly(canvas, [_poly(teeth)], _colour([230, 225, 210], k), cv2.LINE_8, SHIFT)
-        cv2.polylines(canvas, [_poly(L[88:93])], False, _colour(identity.lips, 0.55 * k), line, cv2.LINE_8, SHIFT)
+            cv2.fillPoly(canvas, [q[12:]], _colour([70, 25, 25], k), cv2.LINE_8, SHIFT)
+            teeth = np.concatenate([q[12:17], _poly(inner[4::-1] + down * 0.45 * unit)])
+            cv2.fillPoly(canvas, [teeth], _colour([230, 225, 210], k), cv2.LINE_8, SHIFT)
+        cv2.polylines(canvas, [q[12:17]], False, _colour(identity.lips, 0.55 * k), line, cv2.LINE_8, SHIFT)
 
     def nostrils():
         for a, b in ((55, 56), (59, 58)):
