@@ -101,7 +101,7 @@ def export_onnx(model: nn.Module, task: str, example: torch.Tensor, path: str | 
     return path
 
 
-def inference_session(path: str | os.PathLike | bytes, threads: int | None = None):  # noqa: ANN201  (onnxruntime's type)
+def inference_session(path: str | os.PathLike | bytes, threads: int | None = None):  # noqa: ANN201  (ORT's type)
     """An ONNX Runtime CPU session of the graph at ``path`` (or a serialised graph's bytes), set up for inference
     beside PyTorch.
 
@@ -198,8 +198,12 @@ def _enlarge_session(record: Preprocess, threads: int | None):  # noqa: ANN202  
     """An ONNX Runtime session (:func:`inference_session`'s options) of a small graph: ``image`` (1, 3, H, W) RGB
     in [0, 1] and ``sizes`` (1, 3, h, w) int64 → ``input``: the image resized bilinearly (``Resize``, linear, half
     pixel, no antialiasing: for enlarging only) and put through ``record`` as
-    :meth:`~facelearn.weights.Preprocess.from_unit` does it (channel order, scale, mean, std, in that order)."""
-    from onnx import TensorProto, helper
+    :meth:`~facelearn.weights.Preprocess.from_unit` does it (channel order, scale, mean, std, in that order);
+    None without the onnx package (a graph file read by onnxruntime alone: PyTorch resizes)."""
+    try:
+        from onnx import TensorProto, helper
+    except ImportError:
+        return None
 
     nodes, last = [helper.make_node("Resize", ["image", "", "", "sizes"], ["resized"], mode="linear",
                                     coordinate_transformation_mode="half_pixel")], "resized"
@@ -220,11 +224,12 @@ def _enlarge_session(record: Preprocess, threads: int | None):  # noqa: ANN202  
     if any(v != 1.0 for v in record.std):
         step("Div", "std", list(record.std))
     nodes.append(helper.make_node("Identity", [last], ["input"]))
-    graph = helper.make_graph(nodes, "enlarge", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, None, None]),
-                                                 helper.make_tensor_value_info("sizes", TensorProto.INT64, [4])],
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, None, None])], constants)
-    return inference_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString(),
-                             threads)
+    inputs = [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, None, None]),
+              helper.make_tensor_value_info("sizes", TensorProto.INT64, [4])]
+    output = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, None, None])
+    graph = helper.make_graph(nodes, "enlarge", inputs, [output], constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    return inference_session(model.SerializeToString(), threads)
 
 
 def example_input(size: int | None) -> torch.Tensor:

@@ -63,7 +63,8 @@ def test_generate_anchors_is_the_former_computation_and_returns_a_copy():
 
 def test_the_prediction_file_has_the_former_bytes(tmp_path):
     rng = np.random.default_rng(0)
-    boxes = np.concatenate([rng.normal(0, 300, (200, 4)), [[0.0, -0.0, 0.0005, 0.0015], [1e-7, 999.9995, 12.3456785, 2.5]]])
+    edges = [[0.0, -0.0, 0.0005, 0.0015], [1e-7, 999.9995, 12.3456785, 2.5]]  # signed zero, halfway digits
+    boxes = np.concatenate([rng.normal(0, 300, (200, 4)), edges])
     scores = np.concatenate([rng.random(200), [0.0000005, 1.0]]).astype(np.float32)
     for n in (0, 1, len(boxes)):
         write_prediction_file(tmp_path / "new.txt", "img", boxes[:n], scores[:n])
