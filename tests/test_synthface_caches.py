@@ -1,7 +1,8 @@
 """The renderer's per-identity caches, per-thread buffers and shortcuts change its speed, never its pixels:
 a render with warm caches equals one with cold caches for identities that differ in any single parameter,
 the caches stay bounded, renders from several threads at once equal the same renders one after another,
-the categorical draws and clamps equal NumPy's, and the crops' similarity transform equals its textbook form."""
+the categorical draws, clamps and fixed-point roundings equal NumPy's, and the crops' similarity transform
+equals its textbook form."""
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -121,3 +122,12 @@ def test_similarity_transform_is_umeyamas_bit_for_bit():
         u, _, vt = np.linalg.svd((dst - dst.mean(0)).T @ (src - src.mean(0)))
         reflected += np.linalg.det(u) * np.linalg.det(vt) < 0
     assert 900 <= reflected <= 1100  # the mirrored third
+
+
+def test_points_rounded_in_python_equal_the_fixed_point_polygons():
+    """render._point and render._fixed round as _poly (np.rint to 4 fractional bits), halves to even included."""
+    rng = np.random.default_rng(13)
+    pts = np.concatenate([rng.uniform(-300, 900, (4000, 2)), rng.integers(-300, 900, (400, 2)) / 32,
+                          rng.integers(-3000, 9000, (400, 2)) / 16 + 1 / 32])  # exact ties at 1/32 of a pixel
+    assert [render._point(p) for p in pts] == [tuple(q) for q in render._poly(pts).tolist()]
+    assert render._fixed(pts.tolist()).tobytes() == render._poly(pts).tobytes()

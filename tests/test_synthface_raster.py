@@ -121,3 +121,15 @@ def test_the_compiled_fill_and_opencv_render_the_same_bytes(monkeypatch):
 def test_paint_polygons_refuses_a_canvas_that_is_not_h_w_3_uint8(canvas):
     with pytest.raises(ValueError, match=r"expected an \(H, W, 3\) uint8 canvas, got"):
         raster.paint_polygons(canvas, np.zeros((1, 3, 2)), np.zeros((1, 3), np.uint8))
+
+
+def test_the_truncating_division_in_doubles_is_cs_integer_division():
+    """_trunc_div divides in doubles; for the rule's operands (|a| < 2^47) it truncates as C does, also one off
+    an exact multiple of b, where a quotient rounded to the nearest double could land on the wrong integer."""
+    rng = np.random.default_rng(11)
+    for i in range(4000):
+        d = int(rng.integers(1, 2 ** 29 if i % 2 else 64)) * int(rng.choice([-1, 1]))
+        k = int(rng.integers(-(2 ** 47), 2 ** 47)) // abs(d)
+        for a in (k * d - 1, k * d, k * d + 1, int(rng.integers(-(2 ** 47), 2 ** 47))):
+            want = abs(a) // abs(d) * (1 if (a >= 0) == (d > 0) else -1)
+            assert raster._trunc_div(a, d) == want, (a, d)
