@@ -9,7 +9,8 @@ file's metadata (``preprocess``), so a graph of released weights reads what thos
 mean for biubug6's detector) and the conversion is written in one place. The mesh decoder's Chebyshev
 convolutions multiply by a sparse Laplacian, for which ONNX has no operator: the export uses the same matrix
 dense (V × V), which gives the same products. Each file records its task and the input it expects in its
-metadata.
+metadata. For inference, :class:`OnnxRuntimeModel` runs a detector's enlarged pyramid passes through a small
+graph of its own too (resize, then the metadata's preprocessing): the largest pass is resized by ONNX Runtime.
 """
 
 from __future__ import annotations
