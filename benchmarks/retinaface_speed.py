@@ -387,7 +387,8 @@ def training_step_as_it_was(model: retinaface.RetinaFace, dev: torch.device, rou
             if "compile" in name:
                 step(*v, split=False)
         if compile_rows:
-            print(f"  {n_threads} thread(s): compiled backward passes and recompilations {time.perf_counter() - t:.1f} s")
+            print(f"  {n_threads} thread(s): compiled backward passes and recompilations "
+                  f"{time.perf_counter() - t:.1f} s")
         whole = alternate({k: (lambda v=v: step(*v, split=False)) for k, v in steps.items()}, rounds, dev)
         split = alternate({k: (lambda v=v: step(*v, split=True)) for k, v in steps.items() if k in losses},
                           rounds, dev)

@@ -19,8 +19,8 @@ def _batch():
         xy = torch.rand(3, 2, generator=g) * 70
         wh = 12 + torch.rand(3, 1, generator=g) * 40
         boxes = torch.cat([xy, xy + wh], dim=1)
-        targets.append({"boxes": boxes, "landmarks": boxes[:, None, :2] + wh[:, None] * torch.rand(3, 5, 2, generator=g),
-                        "landmark_mask": torch.ones(3, dtype=torch.bool)})
+        points = boxes[:, None, :2] + wh[:, None] * torch.rand(3, 5, 2, generator=g)
+        targets.append({"boxes": boxes, "landmarks": points, "landmark_mask": torch.ones(3, dtype=torch.bool)})
     return images, targets
 
 

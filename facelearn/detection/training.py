@@ -47,7 +47,11 @@ class TrainConfig(Recipe):
     synth_*: the SynthFace export used when no data folder is given (train / val images and their size);
     test_scales, test_flip, test_vote_iou: the test-time protocol of
     :func:`~facelearn.detection.postprocess.detect` — the factors validation images are resized by (several =
-    an image pyramid), the mirror pass, box voting's IoU (:attr:`test_time`, used by :func:`evaluate_model`)."""
+    an image pyramid), the mirror pass, box voting's IoU (:attr:`test_time`, used by :func:`evaluate_model`).
+
+    On a CPU, ``amp="bf16"`` with ``channels_last=True`` trains MobileNet-0.25 about 1.8 × as fast (one thread,
+    batch 8 × 640²; :class:`~facelearn.engine.Trainer`), its losses within about 0.2 % of fp32's; the presets
+    keep ``amp=True`` (fp32 on a CPU) and channels-first, which the shipped checkpoints were trained with."""
 
     task = "detection"
     _: KW_ONLY
