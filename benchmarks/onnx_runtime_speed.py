@@ -39,9 +39,9 @@ import torch.nn.functional as F
 from torchvision.ops import nms
 
 from facelearn import pipeline
+from facelearn.data.files import read_bgr
 from facelearn.data.synthface.people import render_people_scene, sample_people
 from facelearn.detection.box_coding import decode_boxes, decode_landmarks
-from facelearn.detection.commands import read_photo
 from facelearn.detection.evaluation import write_prediction_file
 from facelearn.detection.postprocess import PRE_NMS_TOP_K, Detections, box_vote, detect, to_tensor
 from facelearn.detection.test_time import in_band, scales_for
@@ -140,6 +140,11 @@ def former_detect(model: torch.nn.Module, image, *, score_threshold: float = 0.5
     return Detections(det.boxes.cpu(), det.scores.cpu(), det.landmarks.cpu())
 
 
+def former_read_rgb(path: Path) -> np.ndarray:
+    """``read_rgb`` as it was (the reference): the channel axis reversed by NumPy's strided copy."""
+    return np.ascontiguousarray(read_bgr(path)[:, :, ::-1])
+
+
 def former_write_prediction_file(path: Path, image_name: str, boxes: np.ndarray, scores: np.ndarray) -> None:
     """``write_prediction_file`` as it was (the reference): one f-string per box."""
     boxes, scores = np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray(scores, dtype=np.float64).ravel()
@@ -151,7 +156,7 @@ def former_write_prediction_file(path: Path, image_name: str, boxes: np.ndarray,
 def detect_image(model: torch.nn.Module, path: Path, out: Path, threshold: float, former: bool = False) -> np.ndarray:
     """What ``facelearn detect --threshold T`` does for one image → the written rows, x y w h score; with
     ``former``, the shared code as it was before (the reference)."""
-    det = (former_detect if former else detect)(model, (read_rgb if former else read_photo)(path),
+    det = (former_detect if former else detect)(model, (former_read_rgb if former else read_rgb)(path),
                                                 score_threshold=threshold, nms_iou=NMS)
     b = det.boxes.numpy()
     xywh = np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)

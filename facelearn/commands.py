@@ -40,12 +40,12 @@ def _photo_faces(args: argparse.Namespace):
     """(path, image, detections) per input image when ``--detect`` is given, else the image as one face."""
     from tqdm.auto import tqdm
 
-    from facelearn.detection.commands import read_photo
+    from facelearn.detection.training import read_rgb
     from facelearn.pipeline import find_faces
 
     detector = _load("detection", args.detect, args.runtime)[0] if args.detect else None
     for path in tqdm(_images(args.targets), desc=args.command, disable=args.quiet):
-        image = read_photo(path)
+        image = read_rgb(path)
         yield path, image, (find_faces(detector, image, score_threshold=args.threshold) if detector else None)
 
 

@@ -125,17 +125,17 @@ def test_onnx_runtime_enlarges_and_preprocesses_as_pytorch(tmp_path):
             assert (got - want).abs().max() < 1e-4 * max(1.0, float(want.abs().max()))
 
 
-def test_the_detect_command_reads_the_bytes_of_read_rgb(scene, tmp_path):
+def test_read_rgb_gives_the_reversed_channels_of_read_bgr(scene, tmp_path):
     import cv2
 
-    from facelearn.data.files import read_rgb
-    from facelearn.detection.commands import read_photo
+    from facelearn.data.files import read_bgr, read_rgb
     from facelearn.errors import DataError
 
     for name in ("a.jpg", "a.png"):
         cv2.imwrite(str(tmp_path / name), scene)
-        got = read_photo(tmp_path / name)
-        assert got.dtype == np.uint8 and got.flags["C_CONTIGUOUS"] and np.array_equal(got, read_rgb(tmp_path / name))
+        got = read_rgb(tmp_path / name)
+        assert got.dtype == np.uint8 and got.flags["C_CONTIGUOUS"]
+        assert np.array_equal(got, read_bgr(tmp_path / name)[:, :, ::-1])
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
     with pytest.raises(DataError, match="bad.jpg"):
-        read_photo(tmp_path / "bad.jpg")
+        read_rgb(tmp_path / "bad.jpg")

@@ -92,5 +92,8 @@ def read_bgr(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """An image file → H×W×3 uint8 RGB, checked as :func:`decode_bgr` does."""
-    return np.ascontiguousarray(read_bgr(path)[:, :, ::-1])
+    """An image file → H×W×3 uint8 RGB, checked as :func:`decode_bgr` does (OpenCV's channel swap: the bytes
+    of reversing the channel axis, without NumPy's strided copy)."""
+    import cv2
+
+    return cv2.cvtColor(read_bgr(path), cv2.COLOR_BGR2RGB)

@@ -76,23 +76,13 @@ def _draw(target: Path, image, det, min_score: float) -> None:
         raise PermissionError(f"{target}: could not write the drawn image")
 
 
-def read_photo(path: Path):  # noqa: ANN201  (an H×W×3 uint8 array)
-    """An image file → H×W×3 uint8 RGB: :func:`facelearn.data.files.read_bgr` (checked, a one-line error for a
-    bad file) with OpenCV's channel swap, the bytes of ``read_rgb`` without NumPy's strided copy."""
-    import cv2
-
-    from facelearn.data.files import read_bgr
-
-    return cv2.cvtColor(read_bgr(path), cv2.COLOR_BGR2RGB)
-
-
 def _cmd_detect(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from facelearn import runtime
     from facelearn.detection.evaluation import write_prediction_file
     from facelearn.detection.postprocess import detect
-    from facelearn.detection.training import load_detector
+    from facelearn.detection.training import load_detector, read_rgb
 
     model = load_detector(args.checkpoint, device=runtime.device(args.device))
     if args.runtime == "onnxruntime":
@@ -103,7 +93,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     out = Path(args.out)
     faces = 0
     for path in tqdm(images, desc="detect", disable=args.quiet):
-        image = read_photo(path)
+        image = read_rgb(path)
         det = detect(model, image, score_threshold=args.threshold, nms_iou=args.nms, scale=args.scale,
                      flip=args.flip, vote_iou=args.vote, max_size=args.max_size)
         b = det.boxes.numpy()
