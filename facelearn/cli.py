@@ -143,7 +143,19 @@ COMMON: dict[str, dict[str, Any]] = {
     "resume": {"metavar": "CHECKPOINT", "help": "Trainer checkpoint: written after every epoch and resumed from "
                                                 "when it exists"},
     "fresh": {"action": "store_true", "help": "delete the --resume checkpoint first and start over"},
+    "amp": {"choices": ("auto", "off", "bf16"),
+            "help": "mixed precision (default: the recipe's, auto): auto, fp16/bf16 autocast on a GPU and fp32 "
+                    "elsewhere; off, fp32; bf16, bfloat16 autocast on any device, a CPU with AVX-512 included "
+                    "(faster; the losses change in the third or fourth digit)"},
+    "channels_last": {"action": "store_true",
+                      "help": "store image batches and convolution weights channels-last (faster convolutions on "
+                              "most devices; the losses change in the last digits)"},
+    "compile": {"action": "store_true", "help": "run the model's forward through torch.compile (the first steps "
+                                                "compile, for minutes on a CPU)"},
 }
+
+#: the ``train`` options of the Trainer's speed switches (:func:`trainer_switches` turns them into recipe fields)
+SPEED = ("amp", "channels_last", "compile")
 
 
 def common(parser: argparse.ArgumentParser, *names: str, task: str | None = None, **helps: str) -> None:
@@ -158,6 +170,16 @@ def common(parser: argparse.ArgumentParser, *names: str, task: str | None = None
 
             kwargs["choices"] = list_recipes(task)
         parser.add_argument(f"--{name.replace('_', '-')}", **kwargs)
+
+
+def trainer_switches(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe fields (``amp``, ``channels_last``, ``compile``) that the :data:`SPEED` options of a
+    ``train`` subcommand change; empty when none is given, so the recipe's own values stay."""
+    changes: dict[str, Any] = {}
+    if args.amp is not None:
+        changes["amp"] = {"auto": True, "off": False, "bf16": "bf16"}[args.amp]
+    changes.update({name: True for name in ("channels_last", "compile") if getattr(args, name)})
+    return changes
 
 
 def resume_path(args: argparse.Namespace) -> Path | None:

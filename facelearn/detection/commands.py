@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from facelearn import cli_types
-from facelearn.cli import common, resume_path, subparser
+from facelearn.cli import SPEED, common, resume_path, subparser, trainer_switches
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
@@ -20,7 +20,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     changes = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                                  "image_size": args.image_size}.items() if v is not None}
-    cfg = train_config(args.preset, **changes)
+    cfg = train_config(args.preset, **changes, **trainer_switches(args))
     checkpoint = resume_path(args)
     with distributed.main_first():  # under torchrun: rank 0 exports the data set, the others then read it
         root = Path(args.data) if args.data else synthface_root(cfg, seed=args.seed, progress=distributed.is_main())
@@ -115,7 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       "full-resnet50, paper: WIDER FACE on a GPU); resumes from --resume",
                       "facelearn train retinaface --preset quick --export retinaface_mnet025_quick.pt",
                       _cmd_train)
-        common(p, "preset", "resume", "fresh", "seed", "device", task="detection",
+        common(p, "preset", "resume", "fresh", "seed", "device", *SPEED, task="detection",
                json="print the history and AP as JSON at the end")
         p.add_argument("--data", type=cli_types.existing_dir, help="WIDER FACE folder (train/label.txt, WIDER_train/images, and for evaluation "
                                       "WIDER_val/images + wider_face_split); default: the recipe's SynthFace export")

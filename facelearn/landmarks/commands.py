@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from facelearn import cli_types
-from facelearn.cli import common, resume_path, subparser
+from facelearn.cli import SPEED, common, resume_path, subparser, trainer_switches
 from facelearn.errors import DataError
 
 
@@ -52,7 +52,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     rec = rec.with_(loss=dataclasses.replace(rec.loss, weighted=args.loss == "weighted", distance=args.distance,
                                              attributes=args.attributes or rec.loss.attributes,
                                              level_pitch=args.level_pitch or rec.loss.level_pitch),
-                    epochs=args.epochs or rec.epochs)
+                    epochs=args.epochs or rec.epochs, **trainer_switches(args))
     root = Path(args.data) if args.data else None
     if root is None:
         if rec.synth_train == 0:
@@ -112,7 +112,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     if subparsers.dest.startswith("train"):
         p = subparser(subparsers, "pfld", "train PFLD and its auxiliary Euler-angle net (recipe quick or full)",
                       "facelearn train pfld --preset quick --out pfld-quick.pt", _cmd_train)
-        common(p, "preset", "resume", "fresh", "seed", "device", task="landmarks")
+        common(p, "preset", "resume", "fresh", "seed", "device", *SPEED, task="landmarks")
         p.add_argument("--data", type=cli_types.existing_dir, help="WFLW-layout folder (default for quick: a SynthFace export, made if missing)")
         p.add_argument("--out", required=True, help="model checkpoint to write")
         p.add_argument("--loss", default="weighted", choices=["weighted", "plain"], help="PFLD loss or plain")

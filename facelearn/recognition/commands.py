@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from facelearn import cli_types
-from facelearn.cli import common, resume_path, subparser
+from facelearn.cli import SPEED, common, resume_path, subparser, trainer_switches
 from facelearn.errors import DataError
 
 
@@ -63,7 +63,7 @@ def _train(args: argparse.Namespace) -> int:
     if "backbone" in changes:
         from facelearn.models import preset
         changes["input_size"] = preset(changes["backbone"]).input_size[-1]
-    recipe = training.recipe(args.preset, **changes)
+    recipe = training.recipe(args.preset, **changes, **trainer_switches(args))
     if recipe.loss not in training.LOSSES:
         raise ValueError(f"unknown loss {recipe.loss!r}; known: {', '.join(training.LOSSES)}")
     runtime.seed_everything(args.seed)
@@ -154,7 +154,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       "--out arcface.pt", _train)
         p.add_argument("--data", type=cli_types.existing_path, help="identity folder (root/<identity>/<image>) or train.rec (default: the "
                        "chapters' SynthFace identity set, exported if missing, validated on its pairs)")
-        common(p, "preset", "resume", "fresh", "device", "seed", task="recognition")
+        common(p, "preset", "resume", "fresh", "device", "seed", *SPEED, task="recognition")
         p.add_argument("--loss", choices=LOSSES, help="loss (default: the preset's, arcface)")
         p.add_argument("--backbone", help="model preset (see `facelearn models --task recognition`)")
         p.add_argument("--epochs", type=cli_types.positive_int)
