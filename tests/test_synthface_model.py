@@ -147,3 +147,14 @@ def test_renders_are_byte_identical_to_the_recorded_digest():
         s = render_landmark_photo(np.random.default_rng([22, 200 + i]))
         h.update(s.image.tobytes() + s.render.landmarks98.tobytes() + s.render.visible98.tobytes())
     assert h.hexdigest() == RENDER_DIGEST
+
+
+def test_far_to_near_is_the_stable_descending_argsort_ties_and_nan_included():
+    from facelearn.data.synthface.render import _far_to_near
+
+    rng = np.random.default_rng(3)
+    cases = [np.zeros(0), np.array([5.0]), rng.normal(80, 3, 700), np.round(rng.normal(80, 3, 700), 1),
+             np.array([1.0, -0.0, 0.0, 2.0, 0.0]), np.array([3.0, np.nan, 1.0, np.nan, 3.0]),
+             np.array([np.inf, 1.0, np.inf, -np.inf]), np.full(9, 2.5)]
+    for depth in cases:
+        np.testing.assert_array_equal(_far_to_near(depth), np.argsort(-depth, kind="stable"))

@@ -304,6 +304,18 @@ def _occluded(pts: np.ndarray, cam: np.ndarray, tri: np.ndarray, front: np.ndarr
     return (inside & ~own & (zt < cam[query, 2][:, None] - 0.25)).any(1)
 
 
+def _far_to_near(depth: np.ndarray) -> np.ndarray:
+    """np.argsort(-depth, kind="stable") for depth (N,): the indices from the largest depth to the smallest,
+    ties in index order. NumPy's default sort is ~4x quicker than its stable one; where no two keys are equal
+    (and none is NaN) the sorted order is unique, so both give it, and only keys with ties are sorted again."""
+    key = -depth
+    order = key.argsort()
+    ranked = key.take(order)
+    if len(ranked) and (math.isnan(ranked[-1]) or (ranked[1:] == ranked[:-1]).any()):  # NaN sorts last
+        return key.argsort(kind="stable")
+    return order
+
+
 def draw_face(canvas: np.ndarray, identity: Identity, expression: Expression, pose: tuple[float, float, float],
               centre, height: float, *, light: np.ndarray | None = None, ambient: float = 0.45,
               clothes: np.ndarray | None = None, visibility: str = "all") -> FaceRender:
@@ -330,7 +342,7 @@ def draw_face(canvas: np.ndarray, identity: Identity, expression: Expression, po
     items = _features(canvas, identity, pts, cam, k, height / 16.3)
     ear_colour, face_centre = _colour(identity.skin * 0.85, k), pts[:98].sum(0) / 98  # np.mean, quicker
     items += [_ear(canvas, cam, pts, side, ear_colour, face_centre) for side in (-1, 1)]
-    order = np.argsort(-np.concatenate([depth, [d for d, _ in items]]), kind="stable")  # far to near
+    order = _far_to_near(np.concatenate([depth, [d for d, _ in items]]))
     n_tri = len(shown)
     is_tri = order < n_tri
     tri_order = order[is_tri]
