@@ -42,9 +42,10 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     d = _REFLECTION if reflect else _IDENTITY
     rot = u @ d @ vt
     scale = (sig[0] + sig[1] * d[1, 1]) / var_s  # tr(ΣD)
+    scaled = scale * rot
     matrix = np.empty((2, 3))
-    matrix[:, :2] = scale * rot
-    matrix[:, 2] = mu_d - scale * rot @ mu_s
+    matrix[:, :2] = scaled
+    matrix[:, 2] = mu_d - scaled @ mu_s  # `scale * rot @ mu_s` is (scale * rot) @ mu_s
     return matrix
 
 
@@ -61,5 +62,5 @@ def align_face(image: np.ndarray, points: np.ndarray, size: int = 112,
     points = np.asarray(points, dtype=np.float64)
     if points.shape != (5, 2):
         raise ValueError(f"expected 5 landmark points of shape (5, 2), got {points.shape}")
-    matrix = similarity_transform(points, template * (size / 112.0))
+    matrix = similarity_transform(points, template if size == 112 else template * (size / 112.0))  # x · 1.0 is x
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
