@@ -11,9 +11,9 @@ threads alike), the two runtimes alternating round by round, the minimum of ``--
   preprocesses the enlarged pass itself, which may still take different times, after a different forward pass,
   under a different load);
 - the same with the former shared code (kept below as the reference: every anchor softmaxed, the anchors
-  computed for every pass, one f-string per written box, NumPy's channel swap on reading, every pass resized by
-  PyTorch), whose detections and written file are checked equal to the new code's bit for bit first (ONNX Runtime
-  with its enlarging switched off, ``enlarge=False``);
+  computed for every pass, torchvision's NMS, one f-string per written box, NumPy's channel swap on reading,
+  every pass resized by PyTorch), whose detections and written file are checked equal to the new code's bit for
+  bit first (ONNX Runtime with its enlarging switched off, ``enlarge=False``);
 - PFLD on a batch of 32 crops, the recognition network on a batch of 64 aligned crops.
 
 Eager runs under ``torch.inference_mode``. Prints the versions, the CPU, each ratio ONNX Runtime / PyTorch;

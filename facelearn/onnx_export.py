@@ -111,7 +111,7 @@ def inference_session(path: str | os.PathLike | bytes, threads: int | None = Non
     than eager PyTorch); ``threads`` intra-op threads (default: as many as PyTorch uses,
     ``torch.get_num_threads()``), one inter-op thread (the graph runs node by node); and the worker threads
     sleep between parallel sections instead of spinning, because the work around each run (resizing,
-    decoding, NMS) runs in PyTorch on the same cores.
+    decoding in PyTorch, NMS) runs on the same cores.
     """
     try:
         import onnxruntime as ort

@@ -85,6 +85,8 @@ class Preprocess:
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         if any(self.mean):
             x = x - x.new_tensor(self.mean).view(1, 3, 1, 1)
+            if any(s != 1.0 for s in self.std):  # the difference is a fresh tensor: divide it in place
+                return x.div_(x.new_tensor(self.std).view(1, 3, 1, 1))
         if any(s != 1.0 for s in self.std):
             x = x / x.new_tensor(self.std).view(1, 3, 1, 1)
         return x

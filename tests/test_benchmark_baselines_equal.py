@@ -1,5 +1,5 @@
-"""The baselines that benchmarks/{pfld_speed,render_speed,widerface_eval_speed,recognition_heads}.py time
-the library against compute what the library computes (each benchmark checks it again before timing)."""
+"""The baselines that benchmarks/{pfld_speed,render_speed,widerface_eval_speed,recognition_heads,suppression_speed}.py
+time the library against compute what the library computes (each benchmark checks it again before timing)."""
 
 from __future__ import annotations
 
@@ -65,3 +65,12 @@ def test_arcface_step_equals_the_one_hot_baseline_and_the_check_can_fail():
     head.s = 48.0  # not a power of two: the folded scale rounds differently, no longer bit for bit
     with pytest.raises(AssertionError, match="differ"):
         bench.check_same(head, x, labels)
+
+
+def test_suppression_benchmark_pools_are_detects_and_torchvision_keeps_what_greedy_nms_keeps():
+    bench = benchmark("suppression_speed")
+    pools = bench.pools()
+    assert len(pools) == 2
+    for boxes, scores, iou in pools.values():
+        assert len(boxes) > 1000 and iou == 0.4  # detect's NMS IoU, the evaluation threshold's thousands
+        assert torch.equal(bench.greedy_nms(boxes, scores, iou), bench.nms(boxes, scores, iou))

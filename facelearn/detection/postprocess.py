@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.ops import box_iou, nms
+from torchvision.ops import box_iou
 
 from facelearn.data.transforms import FIVE_POINT_FLIP
 from facelearn.detection.box_coding import VARIANCES, decode_boxes, decode_landmarks
+from facelearn.detection.suppression import greedy_nms
 from facelearn.detection.test_time import in_band, scales_for
 
 #: Candidates that enter NMS, best first: per pass, and for the pooled passes of a test-time protocol.
@@ -59,12 +60,13 @@ class Detections:
                           torch.cat([d.landmarks for d in parts]))
 
     def suppressed(self, nms_iou: float, max_detections: int, plus_one: bool = False) -> "Detections":
-        """Greedy NMS (torchvision) at ``nms_iou``: the ``max_detections`` best survivors, scores descending.
+        """Greedy NMS at ``nms_iou`` (:func:`~facelearn.detection.suppression.greedy_nms`, torchvision's result):
+        the ``max_detections`` best survivors, scores descending.
 
         plus_one: count areas and overlaps as (x2 − x1 + 1)(y2 − y1 + 1), boxes as inclusive pixel ranges, the
         convention of biubug6/Pytorch_Retinaface's ``py_cpu_nms`` (to reproduce its lists exactly)."""
         boxes = self.boxes + self.boxes.new_tensor([0.0, 0.0, 1.0, 1.0]) if plus_one else self.boxes
-        return self.take(nms(boxes, self.scores, nms_iou)[:max_detections])
+        return self.take(greedy_nms(boxes, self.scores, nms_iou)[:max_detections])
 
 
 @torch.no_grad()
@@ -110,9 +112,9 @@ def _possible(logits: torch.Tensor, score_threshold: float) -> torch.Tensor | No
 def postprocess(outputs: dict[str, torch.Tensor], anchors: torch.Tensor, *, score_threshold: float = 0.02,
                 nms_iou: float = 0.4, pre_nms_top_k: int = PRE_NMS_TOP_K, max_detections: int = 750,
                 variances: tuple[float, float] = VARIANCES, plus_one: bool = False) -> list[Detections]:
-    """Decode a batch of model outputs: :func:`candidates`, then torchvision NMS at ``nms_iou`` and the
-    ``max_detections`` best. outputs: dict of (B, A, k); anchors: (A, 4) cx cy w h. Boxes are not clamped
-    to the image; ``plus_one``: the reference implementation's NMS areas (:meth:`Detections.suppressed`)."""
+    """Decode a batch of model outputs: :func:`candidates`, then greedy NMS (:meth:`Detections.suppressed`) at
+    ``nms_iou`` and the ``max_detections`` best. outputs: dict of (B, A, k); anchors: (A, 4) cx cy w h. Boxes are
+    not clamped to the image; ``plus_one``: the reference implementation's NMS areas."""
     found = candidates(outputs, anchors, score_threshold=score_threshold, pre_nms_top_k=pre_nms_top_k,
                        variances=variances)
     return [d.suppressed(nms_iou, max_detections, plus_one) for d in found]
@@ -155,7 +157,7 @@ def to_tensor(image: np.ndarray | torch.Tensor) -> torch.Tensor:
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"expected an H×W×3 RGB image, got shape {arr.shape}")
     t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float()
-    return t / 255.0 if arr.dtype == np.uint8 else t
+    return t.div_(255.0) if arr.dtype == np.uint8 else t  # float() copied the uint8 pixels: divide in place
 
 
 @torch.no_grad()
