@@ -89,3 +89,11 @@ def test_grid_cannot_hold_falls_back_to_torchvision(monkeypatch):
     assert len(calls) == 3
     if suppression._compiled() is not None:
         assert greedy_nms(boxes, scores, 0.4).tolist() == [0, 1] and len(calls) == 3
+
+
+def test_without_numba_it_is_torchvisions_nms(monkeypatch):
+    calls = []
+    monkeypatch.setattr(suppression, "_COMPILED", None)
+    monkeypatch.setattr(suppression, "nms", lambda *a: calls.append(a) or nms(*a))
+    boxes, scores, t = next(_hard_sets(1, seed=5))
+    assert torch.equal(greedy_nms(boxes, scores, t), nms(boxes, scores, t)) and len(calls) == 1
